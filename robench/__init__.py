@@ -1,0 +1,69 @@
+"""robench: a plugin-based benchmarking harness for adversarial robustness.
+
+Public API (everything else is internal)::
+
+    import robench
+    run = robench.run("benchmarks/quickstart.toml", out="runs/quickstart")
+    run.results      # tidy per-sample frame
+    run.metrics      # tidy metrics frame
+    run.report()     # writes report.html and report.md
+    robench.load("runs/quickstart")   # a finished run, without recomputing
+
+Plugin authors subclass the components below and register them with ``@hookimpl``
+functions (see :mod:`robench.hookspecs`). Importing robench never imports torch.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import pluggy
+
+from .components import (
+    Attack,
+    AttackProperties,
+    AttackResult,
+    CellData,
+    Component,
+    DataInfo,
+    Dataset,
+    Defense,
+    Executor,
+    LoadedData,
+    Metric,
+    Model,
+    Reporter,
+    ReportSection,
+    ThreatModel,
+    TrainingContext,
+)
+from .errors import ConfigError, PluginError, RobenchError
+
+hookimpl = pluggy.HookimplMarker("robench")
+"""Marker for plugin hook implementations (``@robench.hookimpl``)."""
+
+
+def run(experiment, *, out=None, device=None, progress=True):
+    """Run an experiment file (path) and return its :class:`robench.api.Run`.
+
+    Finished cells in ``out`` are reused, so calling it again resumes. ``device`` is
+    ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` and overrides the file's setting.
+    """
+    from .api import run as _run
+
+    return _run(experiment, out=out, device=device, progress=progress)
+
+
+def load(run_dir):
+    """Open a finished (or partial) run directory as a :class:`robench.api.Run`."""
+    from .api import load as _load
+
+    return _load(run_dir)
+
+
+__all__ = [
+    "Attack", "AttackProperties", "AttackResult", "CellData", "Component", "ConfigError",
+    "DataInfo", "Dataset", "Defense", "Executor", "LoadedData", "Metric", "Model",
+    "PluginError", "ReportSection", "Reporter", "RobenchError", "ThreatModel",
+    "TrainingContext", "__version__", "hookimpl", "load", "run",
+]

@@ -1,0 +1,361 @@
+"""The component contract: base classes every plugin subclasses.
+
+A component is a class with a unique ``name``, a frozen ``Options`` dataclass and one
+main method. Plugins hand component *classes* to the ``register`` callback of a hook
+(see :mod:`robench.hookspecs`); robench instantiates them with parsed options.
+
+This module must stay importable without torch: listing plugins and validating
+experiment files never import torch or an attack library. Heavy imports happen inside
+the methods, when a component is first used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .options import NoOptions, describe_options
+
+if TYPE_CHECKING:  # pragma: no cover - type hints only
+    import pandas as pd
+    import torch
+    from torch import nn
+
+
+class ThreatModel(str, enum.Enum):
+    """How an attack's budget ``epsilon`` is measured.
+
+    ``L0`` budgets are the *fraction* of input values (all channels) that may change, in
+    [0, 1]; ``UNBOUNDED`` attacks (fooling images, semantic attacks) have no budget and
+    their epsilon is a step size or strength.
+    """
+
+    LINF = "linf"
+    L2 = "l2"
+    L1 = "l1"
+    L0 = "l0"
+    UNBOUNDED = "unbounded"
+
+
+class Component:
+    """Base of every plugin component.
+
+    Subclasses set ``name`` (unique within their kind), may set ``Options`` (a frozen
+    dataclass; its field metadata ``help`` is shown by ``robench plugins --verbose``) and
+    ``version`` (defaults to the version of the distribution that registered it), and
+    document themselves in their docstring.
+    """
+
+    kind: ClassVar[str] = "component"
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    version: ClassVar[str | None] = None
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{f.name}={getattr(self.options, f.name)!r}"
+                         for f in dataclasses.fields(self.options))
+        return f"{type(self).__name__}({opts})"
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Name, kind, summary, docstring and options schema, JSON-friendly."""
+        doc = (cls.__doc__ or "").strip()
+        return {"kind": cls.kind, "name": cls.name, "summary": doc.splitlines()[0] if doc else "",
+                "doc": doc, "options": describe_options(cls.Options)}
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """What a dataset declares about itself; everything downstream relies on it.
+
+    ``input_shape`` excludes the batch dimension (``(C, H, W)`` for images, ``(D,)`` for
+    feature vectors). ``bounds`` are the valid input values (``(0.0, 1.0)`` for images;
+    ``(-inf, inf)`` for unbounded synthetic data). ``eps_scale`` is the natural unit of a
+    budget for reports (255 for 8-bit images, 1 otherwise).
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    bounds: tuple[float, float] = (0.0, 1.0)
+    eps_scale: int = 1
+    class_names: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+
+@dataclasses.dataclass
+class LoadedData:
+    """Tensors of one dataset: ``x`` float in ``info.bounds``, ``y`` int64 class indices."""
+
+    info: DataInfo
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+class Dataset(Component):
+    """A data set factory. ``load`` returns the full train and test splits.
+
+    The host takes train/test subsets (first N) itself, so ``load`` only reads data.
+    ``root`` is the data directory from the experiment file (may be ``None``).
+    """
+
+    kind = "dataset"
+
+    def load(self, root: str | None) -> LoadedData:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class Model(Component):
+    """A model factory: ``build(info)`` returns an ``nn.Module`` mapping inputs within
+    ``info.bounds`` to logits of shape ``(N, info.num_classes)``. Any normalisation lives
+    inside the module."""
+
+    kind = "model"
+
+    def build(self, info: DataInfo) -> nn.Module:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- defenses
+
+
+@dataclasses.dataclass
+class TrainingContext:
+    """What a defense sees during training.
+
+    ``attack(spec)`` returns a ready attack component from a mapping such as
+    ``{"attack": "torchattacks.PGD", "steps": 7}`` (its ``perturb`` is the cheap path for
+    adversarial training). ``generator`` is the cell's seeded torch generator.
+    """
+
+    info: DataInfo
+    device: Any
+    epochs: int
+    generator: Any
+    attack: Any  # Callable[[dict], Attack]
+
+
+class Defense(Component):
+    """Changes how a model is built or trained. Defenses compose in a stack; each hook
+    below has a neutral default so a defense overrides only what it changes.
+
+    Called by the host's training loop, in this order: ``wrap_model`` once after the
+    model is built; per batch ``transform_batch`` (e.g. adversarial examples), then the
+    loss is cross-entropy plus every ``loss_term``, then ``after_step``; ``after_epoch``
+    at the end of each epoch.
+    """
+
+    kind = "defense"
+
+    def wrap_model(self, model: nn.Module, ctx: TrainingContext) -> nn.Module:
+        return model
+
+    def transform_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        epoch: int, ctx: TrainingContext) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
+
+    def loss(self, model: nn.Module, logits: torch.Tensor, y: torch.Tensor,
+             ctx: TrainingContext) -> torch.Tensor | None:
+        """Replace the data loss (e.g. label smoothing); ``None`` keeps cross-entropy."""
+        return None
+
+    def loss_term(self, model: nn.Module, ctx: TrainingContext) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, model: nn.Module, ctx: TrainingContext) -> None:
+        return None
+
+    def after_epoch(self, model: nn.Module, epoch: int, ctx: TrainingContext) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------- attacks
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackProperties:
+    """What an attack promises; the conformance kit (:mod:`robench.testing`) checks it.
+
+    ``starts_from_input``: the adversarial input is a perturbation of the clean one.
+    ``deterministic``: the same seed gives the same result.
+    ``monotone``: a larger budget never makes the attack weaker (minimal-distance attacks
+    thresholded at every eps are monotone by construction).
+    ``bounded``: every perturbation is within its budget (norm <= eps).
+    """
+
+    starts_from_input: bool = True
+    deterministic: bool = True
+    monotone: bool = False
+    bounded: bool = True
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """What ``Attack.run`` returns, for every epsilon of the sweep.
+
+    Give ``adversarials`` (one tensor per epsilon, shaped like ``x``) whenever possible:
+    the host then clips to the data bounds, measures the distance and recomputes the
+    prediction itself. Attacks that cannot keep every input (e.g. an incremental pass
+    over thousands of budgets) give ``predictions`` and ``distances`` (``(E, N)``
+    tensors) instead, and may keep a few ``examples`` for reports.
+
+    ``inputs``/``labels`` override the clean inputs when the attack generates its own
+    starting points (fooling images start from noise: ``source="noise"`` and labels -1).
+    """
+
+    epsilons: Sequence[float]
+    adversarials: Sequence[torch.Tensor] | None = None
+    predictions: torch.Tensor | None = None
+    distances: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    source: str = "data"
+    library: str = "robench"
+    library_version: str = ""
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Attack(Component):
+    """An attack probes a model over a whole sweep of budgets in one call.
+
+    ``run`` receives the model in eval mode, inputs within ``bounds``, their labels, and
+    every epsilon; it returns an :class:`AttackResult`. ``targets`` (class indices, one
+    per input) makes the attack targeted; ``source_model`` makes it a transfer attack
+    (crafted on ``source_model``, evaluated on ``model``). ``generator`` is a seeded
+    ``torch.Generator`` for any randomness. ``perturb`` is the cheap single-budget path
+    used by adversarial training: tensors in, tensors out, no bookkeeping.
+    """
+
+    kind = "attack"
+    threat_model: ClassVar[ThreatModel] = ThreatModel.LINF
+    library: ClassVar[str] = "robench"
+    properties: ClassVar[AttackProperties] = AttackProperties()
+    supports_targets: ClassVar[bool] = False
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            epsilons: Sequence[float], *, bounds: tuple[float, float],
+            targets: torch.Tensor | None = None, source_model: nn.Module | None = None,
+            generator: torch.Generator | None = None) -> AttackResult:
+        raise NotImplementedError
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+                bounds: tuple[float, float], generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+        result = self.run(model, x, y, [eps], bounds=bounds, generator=generator)
+        if result.adversarials is None:
+            raise NotImplementedError(f"attack {self.name!r} has no perturb path")
+        return result.adversarials[0]
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        out = super().describe()
+        out.update(library=cls.library, threat_model=cls.threat_model.value,
+                   targeted=cls.supports_targets,
+                   properties=dataclasses.asdict(cls.properties))
+        return out
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+@dataclasses.dataclass
+class CellData:
+    """A trained cell as a metric sees it: its identity, model, data and training log."""
+
+    cell: dict[str, Any]
+    model: nn.Module
+    data: LoadedData
+    history: pd.DataFrame
+    device: Any
+
+
+class Metric(Component):
+    """Computes tidy metric rows.
+
+    ``from_results`` reads the tidy per-sample result frame (every cell, attack,
+    epsilon) and returns rows with at least the columns ``metric`` and ``value`` plus the
+    grouping columns it used (``dataset, model, defense, seed, attack, ...``).
+    ``from_cell`` is called once per trained cell while its model is in memory (for
+    metrics that need weights or data, e.g. singular values) and returns rows the same
+    way. Either may return ``None`` when it does not apply.
+    """
+
+    kind = "metric"
+
+    def from_results(self, results: pd.DataFrame) -> pd.DataFrame | None:
+        return None
+
+    def from_cell(self, cell: CellData) -> pd.DataFrame | None:
+        return None
+
+
+# -------------------------------------------------------------------------- reporters
+
+
+@dataclasses.dataclass
+class ReportSection:
+    """One section of a report: a title, Markdown text, tables and figures.
+
+    ``figures`` are matplotlib figures (the renderer saves and embeds them);
+    ``tables`` are DataFrames rendered as HTML/Markdown tables.
+    """
+
+    title: str
+    text: str = ""
+    tables: list[Any] = dataclasses.field(default_factory=list)
+    figures: list[Any] = dataclasses.field(default_factory=list)
+    order: int = 50
+
+
+class Reporter(Component):
+    """Adds sections to a report, reading only the stored run (never a model).
+
+    ``sections(run)`` gets a :class:`robench.results.RunStore` and returns a list of
+    :class:`ReportSection` (empty when it has nothing to show for this run).
+    """
+
+    kind = "reporter"
+
+    def sections(self, run: Any) -> list[ReportSection]:
+        raise NotImplementedError
+
+
+# -------------------------------------------------------------------------- executors
+
+
+class Executor(Component):
+    """Runs independent units of work (one per cell) and yields their outcomes.
+
+    ``map(fn, items)`` calls ``fn(item)`` for each item and yields ``(item, outcome)``
+    pairs as they finish, in any order. The local executor runs them in-process one at
+    a time; distributed executors (dask, ray) come as plugins.
+    """
+
+    kind = "executor"
+
+    def map(self, fn: Any, items: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Component]] = {
+    "dataset": Dataset, "model": Model, "defense": Defense, "attack": Attack,
+    "metric": Metric, "reporter": Reporter, "executor": Executor,
+}
+"""Every kind of component, keyed by kind name (the hook is ``robench_register_<kind>s``)."""
