@@ -43,15 +43,16 @@ hookimpl = pluggy.HookimplMarker("robench")
 """Marker for plugin hook implementations (``@robench.hookimpl``)."""
 
 
-def run(experiment, *, out=None, device=None, progress=True):
+def run(experiment, *, out=None, device=None, progress=True, report=True):
     """Run an experiment file (path) and return its :class:`robench.api.Run`.
 
-    Finished cells in ``out`` are reused, so calling it again resumes. ``device`` is
-    ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` and overrides the file's setting.
+    Finished units in ``out`` are reused, so calling it again resumes. ``device`` is
+    ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` and overrides the file's setting; the report
+    is rendered into the run directory unless ``report=False``.
     """
     from .api import run as _run
 
-    return _run(experiment, out=out, device=device, progress=progress)
+    return _run(experiment, out=out, device=device, progress=progress, report=report)
 
 
 def load(run_dir):

@@ -132,6 +132,17 @@ class Model(Component):
     def build(self, info: DataInfo) -> nn.Module:
         raise NotImplementedError
 
+    def init_from_data(self, module: nn.Module, x_train: torch.Tensor,
+                       y_train: torch.Tensor) -> None:
+        """Optional data-dependent initialisation (e.g. the "expert" class-mean init),
+        called once after ``build`` with the training split; the default does nothing."""
+        return None
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """The model's own training loss (e.g. hinge loss of a linear SVM); ``None``
+        (the default) means cross-entropy. A defense's ``loss`` takes precedence."""
+        return None
+
 
 # --------------------------------------------------------------------------- defenses
 
@@ -140,9 +151,9 @@ class Model(Component):
 class TrainingContext:
     """What a defense sees during training.
 
-    ``attack(spec)`` returns a ready attack component from a mapping such as
-    ``{"attack": "torchattacks.PGD", "steps": 7}`` (its ``perturb`` is the cheap path for
-    adversarial training). ``generator`` is the cell's seeded torch generator.
+    ``attack(name, options)`` returns a ready attack component, e.g.
+    ``ctx.attack("torchattacks.PGD", {"steps": 7})`` (its ``perturb`` is the cheap path
+    for adversarial training). ``generator`` is the cell's seeded torch generator.
     """
 
     info: DataInfo

@@ -2,7 +2,12 @@
 
 from robench import hookimpl
 
+from .adversarial_training import AdversarialTraining
+from .weight_decay import WeightDecay
+
 
 @hookimpl
 def robench_register_defenses(register):
     """Register the built-in defenses."""
+    for cls in (WeightDecay, AdversarialTraining):
+        register(cls)

@@ -1,0 +1,179 @@
+"""The run directory: tidy per-sample results, metrics, artifacts and provenance.
+
+Layout of a run directory::
+
+    run.json                provenance: config, hash, versions, device, seeds, timings,
+                            per-cell and per-unit status (with tracebacks of failures)
+    experiment.toml         the experiment file as it was run
+    results/                parquet parts, one per finished (cell, attack) unit;
+                            ``pandas.read_parquet("results")`` reads them all
+    metrics.parquet         tidy metrics table (metric, value, grouping columns)
+    cells/<cell>/history.parquet      per-epoch train/test loss and accuracy
+    cells/<cell>/metrics.parquet      metrics computed while the model was loaded
+    artifacts/<cell>/<attack>.npz     example inputs (clean and adversarial per eps)
+    models/<key>.pt         trained weights, keyed by a hash of what determines them
+
+Every file is written atomically (temporary file, then rename), so an interrupted run
+never leaves a half-written part; files whose names start with "." are ignored by
+parquet readers. Reading never needs torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import RobenchError
+
+RESULT_COLUMNS = (
+    "dataset", "model", "defense", "seed", "cell", "attack", "attack_component", "library",
+    "library_version", "threat_model", "epsilon", "sample", "source", "target", "label",
+    "pred_clean", "pred_adv", "success", "distance", "confidence", "margin",
+    "correct_clean", "correct_adv", "within_budget",
+)
+"""Columns of the tidy per-sample result frame, one row per (cell, attack, eps, sample,
+target). ``within_budget`` is False where the host rejected an adversarial input that
+broke its budget (the clean prediction then stands)."""
+
+CELL_COLUMNS = ("dataset", "model", "defense", "seed", "cell")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_parquet(path: Path, frame) -> None:
+    """Write a DataFrame as parquet atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically, pretty-printed."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str)
+                              + "\n").encode())
+
+
+class RunStore:
+    """Read and write access to one run directory (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # --------------------------------------------------------------- paths
+    @property
+    def run_json_path(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.path / "results"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.parquet"
+
+    def part_path(self, unit_id: str) -> Path:
+        """Parquet part of one finished (cell, attack) unit."""
+        return self.results_dir / f"{unit_id}.parquet"
+
+    def cell_dir(self, cell_id: str) -> Path:
+        return self.path / "cells" / cell_id
+
+    def artifact_path(self, cell_id: str, attack: str) -> Path:
+        return self.path / "artifacts" / cell_id / f"{attack}.npz"
+
+    def model_path(self, key: str) -> Path:
+        return self.path / "models" / f"{key}.pt"
+
+    # --------------------------------------------------------------- run.json
+    def exists(self) -> bool:
+        return self.run_json_path.is_file()
+
+    def read_run(self) -> dict[str, Any]:
+        """The parsed run.json (raises RobenchError naming the path if missing)."""
+        if not self.exists():
+            raise RobenchError(f"{self.run_json_path}: not a robench run directory "
+                                    f"(no run.json)")
+        return json.loads(self.run_json_path.read_text())
+
+    def write_run(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.run_json_path, record)
+
+    # --------------------------------------------------------------- frames
+    def done_units(self) -> list[str]:
+        """Unit ids whose results part is complete, as recorded in run.json."""
+        units = self.read_run().get("units", {})
+        return [u for u, rec in units.items() if rec.get("status") == "done"]
+
+    @property
+    def results(self):
+        """The tidy per-sample frame of every finished unit (empty frame if none)."""
+        import pandas as pd
+
+        parts = [self.part_path(u) for u in self.done_units()]
+        parts = [p for p in parts if p.is_file()]
+        if not parts:
+            return pd.DataFrame(columns=list(RESULT_COLUMNS))
+        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+    @property
+    def metrics(self):
+        """The tidy metrics frame (empty frame if not computed yet)."""
+        import pandas as pd
+
+        if not self.metrics_path.is_file():
+            return pd.DataFrame(columns=["metric", "value"])
+        return pd.read_parquet(self.metrics_path)
+
+    @property
+    def histories(self):
+        """Per-epoch training curves of every trained cell, with the cell columns."""
+        import pandas as pd
+
+        frames = []
+        for cell_id, rec in self.read_run().get("cells", {}).items():
+            path = self.cell_dir(cell_id) / "history.parquet"
+            if path.is_file():
+                frame = pd.read_parquet(path)
+                for col in CELL_COLUMNS:
+                    frame[col] = rec["cell"][col]
+                frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def cell_metrics(self):
+        """Metric rows computed per cell while its model was loaded."""
+        import pandas as pd
+
+        frames = [pd.read_parquet(p) for p in sorted((self.path / "cells").glob("*/metrics.parquet"))]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def artifacts(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Stored example arrays by (cell id, attack label): ``{name: numpy array}``."""
+        import numpy as np
+
+        out = {}
+        root = self.path / "artifacts"
+        for path in sorted(root.glob("*/*.npz")):
+            with np.load(path, allow_pickle=False) as npz:
+                out[(path.parent.name, path.stem)] = {k: npz[k] for k in npz.files}
+        return out
