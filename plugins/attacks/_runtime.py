@@ -1,0 +1,108 @@
+"""Tensor helpers shared by the attack plugins (imports torch: import inside methods only).
+
+Distances follow the host's conventions (DESIGN.md, helper brief): linf/l2/l1 norms of
+the flattened difference; l0 is the *fraction* of input values (all channels) changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def distance(x: torch.Tensor, adv: torch.Tensor, threat_model: str) -> torch.Tensor:
+    """Per-sample distance between ``x`` and ``adv`` under ``threat_model`` (shape ``(N,)``).
+
+    ``unbounded`` attacks are measured in Linf, as the host does not budget them.
+    """
+    diff = (adv - x).flatten(1)
+    if threat_model == "l0":
+        return (diff != 0).float().mean(dim=1)
+    if threat_model == "l1":
+        return diff.abs().sum(dim=1)
+    if threat_model == "l2":
+        return diff.norm(p=2, dim=1)
+    return diff.abs().amax(dim=1) if diff.shape[1] else diff.new_zeros(len(diff))
+
+
+def project(x: torch.Tensor, adv: torch.Tensor, eps: float, threat_model: str,
+            bounds: tuple[float, float]) -> torch.Tensor:
+    """Project ``adv`` onto the eps-ball around ``x`` (clip for linf, rescale the
+    perturbation for l2/l1, as foolbox's ``clip_perturbation`` does), then onto the
+    data bounds. The ball and the box are convex and contain ``x``, so the result lies
+    in both. L0 and unbounded perturbations are only clipped to the bounds."""
+    delta = adv - x
+    if threat_model == "linf":
+        delta = delta.clamp(-eps, eps)
+    elif threat_model in ("l2", "l1"):
+        norms = distance(x, adv, threat_model)
+        factor = torch.clamp(eps / norms.clamp_min(1e-12), max=1.0)
+        delta = delta * factor.view(-1, *([1] * (x.dim() - 1)))
+    return (x + delta).clamp(bounds[0], bounds[1])
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Class predictions of ``model`` on ``x`` without gradients."""
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size]).argmax(dim=1)
+                          for i in range(0, len(x), batch_size)]) if len(x) else \
+            torch.empty(0, dtype=torch.long, device=x.device)
+
+
+def succeeded(model: nn.Module, adv: torch.Tensor, y: torch.Tensor,
+              targets: torch.Tensor | None) -> torch.Tensor:
+    """Whether each ``adv`` fools ``model``: prediction != label, or == target when targeted."""
+    pred = predict(model, adv)
+    return pred == targets.to(pred.device) if targets is not None else pred != y.to(pred.device)
+
+
+def draw_seed(generator: torch.Generator | None) -> int | None:
+    """A 31-bit seed drawn from ``generator`` (``None`` when no generator is given)."""
+    if generator is None:
+        return None
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch, numpy and ``random`` seeded by ``seed``, then restore
+    every global RNG state, so the caller's random streams are untouched. ``None``
+    leaves the global RNGs as they are (unseeded run)."""
+    if seed is None:
+        yield
+        return
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+@contextlib.contextmanager
+def eval_mode(*models: nn.Module | None) -> Iterator[None]:
+    """Put ``models`` in eval mode for the block and restore their previous modes."""
+    modes = [(m, m.training) for m in models if m is not None]
+    for m, _ in modes:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
+def num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    """Number of logits ``model`` returns for one input."""
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])

@@ -1,0 +1,37 @@
+"""torchattacks calls behind :class:`robench_plugins.attacks.library.TorchattacksAttack`.
+
+Imported only when an attack runs (it imports torch and torchattacks).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torchattacks  # noqa: F401 - imported here so the adapter module stays light
+
+from . import _runtime as rt
+
+
+def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
+          targets: torch.Tensor | None, seed: int | None) -> torch.Tensor:
+    """Run the torchattacks class of ``attack.entry`` once on ``(x, y)``.
+
+    ``eps`` goes to the class's budget argument (``eps`` or ``max_epsilon``); minimal
+    attacks have none and get ``eps=None``. Targeted mode uses the given ``targets``.
+    """
+    entry = attack.entry
+    cls = getattr(importlib.import_module(entry["module"]), entry["class"])
+    kwargs = attack.library_kwargs()
+    if entry["eps_param"]:
+        kwargs[entry["eps_param"]] = eps
+    if entry["seed_param"]:
+        kwargs[entry["seed_param"]] = 0 if seed is None else seed
+    if entry["n_classes_param"]:
+        kwargs[entry["n_classes_param"]] = rt.num_classes(model, x)
+    atk = cls(model, **kwargs)
+    labels = y
+    if targets is not None:
+        atk.set_mode_targeted_by_label(quiet=True)
+        labels = targets
+    return atk(x, labels.to(x.device))

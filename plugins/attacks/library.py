@@ -1,0 +1,260 @@
+"""Generic adapters: every catalogued attack of torchattacks, foolbox 3 and ART.
+
+One adapter class per library (:class:`TorchattacksAttack`, :class:`FoolboxAttack`,
+:class:`ArtAttack`) holds the shared logic; one component class per catalogue entry
+(``catalogue.json``) is created here at import, named ``"<library>.<Class>"`` (e.g.
+``torchattacks.PGD``, ``foolbox.LinfPGD``, ``art.ProjectedGradientDescent``), whose
+``Options`` dataclass is built from the catalogue's option names, types and defaults
+(so :func:`robench.options.parse_options` rejects unknown options with a close match).
+Importing this module reads only JSON; the libraries are imported when an attack runs.
+
+How a sweep is answered (:meth:`LibraryAttack.run`):
+
+* fixed-epsilon attacks run once per eps; the result is projected onto the eps-ball
+  (clip for Linf, rescale for L2/L1, as foolbox does) and the data bounds, so every
+  perturbation is within budget even where a library does not guarantee it;
+* minimal-distance attacks (no budget argument: DeepFool, Carlini-Wagner,
+  Brendel-Bethge, EAD, JSMA, foolbox ``MinimizationAttack``s) run once with no budget;
+  at each eps an input keeps its adversarial if that one fools the crafting model and
+  its distance is <= eps, otherwise the clean input. Success is then monotone in eps by
+  construction. *Assumption*: the attack's search does not depend on the budget
+  (true for these attacks: their budget is only a stopping rule, e.g. JSMA's gamma), so
+  the thresholded result equals a run at that budget, up to the stopping point;
+* eps = 0 returns the clean inputs (bounded attacks change nothing at zero budget);
+* ``targets`` switches to the library's targeted mode; ``source_model`` crafts the
+  adversarials on that model (transfer attack), the host evaluates them on ``model``;
+* ``generator`` seeds torch, numpy and ``random`` inside a forked RNG state
+  (:func:`robench_plugins.attacks._runtime.seeded`); attacks with a ``seed`` argument
+  get the same drawn seed. The caller's global RNG streams are untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from robench import Attack, AttackProperties, AttackResult, ThreatModel
+
+from . import catalogue as _catalogue
+
+_BASE_TYPES: dict[str, Any] = {"bool": bool, "int": int, "float": float, "str": str,
+                               "number": int | float, "any": Any, "list": tuple[Any, ...]}
+
+
+def _option_type(type_string: str) -> Any:
+    """The Python annotation of a catalogue type string (see ``catalogue._options``)."""
+    optional = type_string.endswith("?")
+    base = type_string.rstrip("?")
+    if base.startswith("literal:"):
+        values = tuple(base[len("literal:"):].split("|"))
+        tp: Any = typing.Literal[values]  # type: ignore[valid-type]
+    else:
+        tp = _BASE_TYPES[base]
+    return tp | None if optional and tp is not Any else tp
+
+
+def _field(opt: dict[str, Any]) -> tuple[str, Any, dataclasses.Field]:
+    metadata = {"help": opt["help"]}
+    if opt["required"]:
+        return opt["name"], _option_type(opt["type"]), dataclasses.field(metadata=metadata)
+    default = opt["default"]
+    if isinstance(default, list):
+        default = tuple(default)
+    return (opt["name"], _option_type(opt["type"]),
+            dataclasses.field(default=default, metadata=metadata))
+
+
+def make_options(entry: dict[str, Any]) -> type:
+    """A frozen ``Options`` dataclass for one catalogue entry (required fields first)."""
+    fields = [_field(o) for o in entry["options"]]
+    fields.sort(key=lambda f: f[2].default is not dataclasses.MISSING)
+    cls_name = f"{entry['library']}_{entry['name']}_Options"
+    return dataclasses.make_dataclass(cls_name, fields, frozen=True, namespace={
+        "__doc__": f"Options of {entry['library']}.{entry['name']} (from the catalogue)."})
+
+
+class LibraryAttack(Attack):
+    """Shared logic of the library adapters (see the module docstring).
+
+    Subclasses implement :meth:`_craft` (one library call, imported lazily) and may
+    refuse bounds in :meth:`_check_bounds`. ``entry`` is the catalogue entry.
+    """
+
+    entry: ClassVar[dict[str, Any]] = {}
+    library_version: ClassVar[str] = ""
+
+    def __init__(self, options: Any = None):
+        super().__init__(options)
+        norm_option = self.entry.get("norm_option")
+        if norm_option:
+            value = getattr(self.options, norm_option)
+            values = self.entry["norm_values"]
+            key = str(value)
+            if key not in values:
+                raise ValueError(f"{self.name}: {norm_option} must be one of "
+                                 f"{sorted(values)}, got {value!r}")
+            self.threat_model = ThreatModel(values[key])  # the instance's own threat model
+
+    @property
+    def minimal(self) -> bool:
+        """Whether the attack runs once and is thresholded at every eps."""
+        return bool(self.entry["minimal"])
+
+    def library_kwargs(self) -> dict[str, Any]:
+        """The user's options as keyword arguments of the library class."""
+        return {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)}
+
+    def _check_bounds(self, bounds: tuple[float, float]) -> None:
+        """Raise ``ValueError`` when the library cannot honour ``bounds``."""
+
+    def _craft(self, model: Any, x: Any, y: Any, eps: float | None, targets: Any,
+               bounds: tuple[float, float], seed: int | None) -> Any:
+        """One library call: adversarials for budget ``eps`` (``None``: minimal attack)."""
+        raise NotImplementedError
+
+    def _check_call(self, x: Any, targets: Any, bounds: tuple[float, float]) -> None:
+        self._check_bounds(bounds)
+        if targets is not None and not self.supports_targets:
+            raise ValueError(f"{self.name} has no targeted mode in {self.library} "
+                             f"{self.library_version}; run it untargeted")
+        lo, hi = bounds
+        if len(x) and (x.min() < lo or x.max() > hi):
+            raise ValueError(f"{self.name}: inputs lie outside the data bounds {bounds}")
+
+    def run(self, model, x, y, epsilons: Sequence[float], *, bounds, targets=None,
+            source_model=None, generator=None) -> AttackResult:
+        """Adversarials for every eps of the sweep (see the module docstring)."""
+        import torch
+
+        from . import _runtime as rt
+
+        self._check_call(x, targets, bounds)
+        crafting = source_model if source_model is not None else model
+        seed = rt.draw_seed(generator)
+        tm = self.threat_model.value
+        details: dict[str, Any] = {"minimal": self.minimal,
+                                   "crafted_on": "source_model" if source_model is not None
+                                   else "model"}
+        with rt.eval_mode(crafting), rt.seeded(seed, x.device):
+            if self.minimal:
+                adv = self._craft(crafting, x, y, None, targets, bounds, seed)
+                adv = adv.detach().to(x.device, x.dtype).clamp(*bounds)
+                ok = rt.succeeded(crafting, adv, y, targets).to(x.device)
+                dist = torch.where(ok, rt.distance(x, adv, tm), torch.full_like(ok, float("inf"),
+                                                                              dtype=x.dtype))
+                details["minimal_distances"] = dist.cpu()
+                keep = [(dist <= eps).view(-1, *([1] * (x.dim() - 1))) for eps in epsilons]
+                adversarials = [torch.where(k, adv, x) for k in keep]
+            else:
+                adversarials = []
+                for eps in epsilons:
+                    if eps == 0:
+                        adversarials.append(x.clone())
+                        continue
+                    adv = self._craft(crafting, x, y, float(eps), targets, bounds, seed)
+                    adversarials.append(rt.project(x, adv.detach().to(x.device, x.dtype),
+                                                   float(eps), tm, bounds))
+        return AttackResult(epsilons=list(epsilons), adversarials=adversarials,
+                            library=self.library, library_version=self.library_version,
+                            details=details)
+
+    def perturb(self, model, x, y, eps, *, bounds, generator=None):
+        """One budget, tensors in and out (adversarial training's cheap path)."""
+        if self.minimal or eps == 0:
+            return super().perturb(model, x, y, eps, bounds=bounds, generator=generator)
+        from . import _runtime as rt
+
+        self._check_call(x, None, bounds)
+        seed = rt.draw_seed(generator)
+        with rt.eval_mode(model), rt.seeded(seed, x.device):
+            adv = self._craft(model, x, y, float(eps), None, bounds, seed)
+            return rt.project(x, adv.detach().to(x.device, x.dtype), float(eps),
+                              self.threat_model.value, bounds)
+
+
+class TorchattacksAttack(LibraryAttack):
+    """Adapter base for torchattacks: tensors in and out, inputs must lie in [0, 1].
+
+    torchattacks clamps every input and adversarial to [0, 1], so any other data bounds
+    are refused with a clear error (use a ``foolbox.*`` or ``art.*`` attack instead).
+    Targets use ``set_mode_targeted_by_label``; ``n_classes`` and ``seed`` arguments are
+    filled from the model and the generator.
+    """
+
+    library = "torchattacks"
+
+    def _check_bounds(self, bounds):
+        if tuple(float(b) for b in bounds) != (0.0, 1.0):
+            raise ValueError(
+                f"{self.name}: torchattacks clamps inputs to [0, 1], but the data bounds are "
+                f"{tuple(bounds)}; use a foolbox.* or art.* attack, which take the bounds")
+
+    def _craft(self, model, x, y, eps, targets, bounds, seed):
+        from ._torchattacks import craft
+
+        return craft(self, model, x, y, eps, targets, seed)
+
+
+class FoolboxAttack(LibraryAttack):
+    """Adapter base for foolbox 3: the model is wrapped in ``PyTorchModel`` with the data
+    bounds; the criterion is ``Misclassification(y)`` or ``TargetedMisclassification``.
+
+    Minimal attacks run with ``epsilons=None`` (no early stop) and are thresholded here,
+    which also covers the L0 attacks (foolbox cannot clip L0 perturbations). foolbox's
+    ``SaltAndPepperNoiseAttack`` reports an L2 distance; its threat model here is l2.
+    """
+
+    library = "foolbox"
+
+    def _craft(self, model, x, y, eps, targets, bounds, seed):
+        from ._foolbox import craft
+
+        return craft(self, model, x, y, eps, targets, bounds)
+
+
+_BASES: dict[str, type[LibraryAttack]] = {"torchattacks": TorchattacksAttack,
+                                          "foolbox": FoolboxAttack}
+
+
+def _make_component(entry: dict[str, Any], version: str) -> type[LibraryAttack]:
+    base = _BASES[entry["library"]]
+    qualname = f"{entry['library']}_{entry['name']}"
+    budget = ("minimal-distance: run once, thresholded at every eps" if entry["minimal"]
+              else "fixed budget: run once per eps")
+    alias = f" (alias of {entry['alias_of']})" if entry["alias_of"] else ""
+    doc = (f"{entry['summary']}\n\n{entry['library']} {version} "
+           f"``{entry['module']}.{entry['class']}``{alias}; threat model "
+           f"{entry['threat_model']}{' (set by option ' + entry['norm_option'] + ')' if entry['norm_option'] else ''}; "
+           f"{budget}; {'supports' if entry['targeted'] else 'no'} targeted mode.\n"
+           f"Generated from catalogue.json by robench_plugins.attacks.library.")
+    namespace = {
+        "__doc__": doc, "__module__": __name__, "__qualname__": qualname,
+        "name": f"{entry['library']}.{entry['name']}", "entry": entry,
+        "Options": make_options(entry), "library_version": version,
+        "threat_model": ThreatModel(entry["threat_model"]),
+        "supports_targets": bool(entry["targeted"]),
+        "properties": AttackProperties(starts_from_input=True, deterministic=True,
+                                       monotone=bool(entry["minimal"]), bounded=True),
+    }
+    return type(qualname, (base,), namespace)
+
+
+def _build_all() -> list[type[LibraryAttack]]:
+    cat = _catalogue.load()
+    built = []
+    for entry in cat["attacks"]:
+        if entry["library"] not in _BASES:
+            continue
+        cls = _make_component(entry, cat["versions"][entry["library"]])
+        cls.Options.__module__ = __name__
+        cls.Options.__qualname__ = cls.Options.__name__
+        globals()[cls.__qualname__] = cls  # importable by qualname, hence picklable
+        globals()[cls.Options.__name__] = cls.Options
+        built.append(cls)
+    return built
+
+
+COMPONENTS: list[type[LibraryAttack]] = _build_all()
+"""Every generated adapter component, in catalogue order."""
