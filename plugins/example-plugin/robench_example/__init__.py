@@ -1,0 +1,1 @@
+"""An example third-party robench plugin (see README.md)."""

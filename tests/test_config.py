@@ -1,0 +1,81 @@
+"""Experiment files: parsing, sweeps, and one-line errors naming file, key and line."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SMOKE
+
+from robench import ConfigError
+from robench.config import load_experiment
+
+
+def test_smoke_file_parses_into_specs(write_toml, registry):
+    spec = load_experiment(write_toml(SMOKE), registry=registry)
+    assert spec.name == "smoke" and spec.seeds == (0,)
+    assert [s.label for s in spec.defenses] == ["none", "l2"]
+    assert spec.defenses[1].defenses[0].options.coefficient == 0.01
+    (attack,) = spec.attacks
+    assert attack.epsilons == pytest.approx((0, 0.1, 0.2, 0.3, 0.4, 0.5))
+    assert attack.component.options.repeats == 2
+    assert spec.models[0].training.epochs == 3
+    assert spec.models[0].component.options.hidden == (16,)
+
+
+@pytest.mark.parametrize("sweep, expected", [
+    ('["1/255", "2/255", 0.5]', (1 / 255, 2 / 255, 0.5)),
+    ('{ start = "0/255", stop = "8/255", step = "2/255" }', tuple(i / 255 for i in (0, 2, 4, 6, 8))),
+    ("{ start = 0, stop = 1, num = 3 }", (0, 0.5, 1)),
+])
+def test_epsilon_sweeps(write_toml, registry, sweep, expected):
+    text = SMOKE.replace("epsilons = { start = 0, stop = 0.5, num = 6 }", f"epsilons = {sweep}")
+    spec = load_experiment(write_toml(text), registry=registry)
+    assert spec.attacks[0].epsilons == pytest.approx(expected)
+
+
+def test_model_training_override(write_toml, registry):
+    text = SMOKE.replace('hidden = [16]', 'hidden = [16]\ntraining = { epochs = 7 }')
+    spec = load_experiment(write_toml(text), registry=registry)
+    assert spec.models[0].training.epochs == 7 and spec.models[0].training.lr == 0.01
+
+
+BAD = [
+    # (old, new, key path in the message, words in the message, line)
+    ('[report]', '[reports]', "reports", "unknown key (did you mean 'report'?)", None),
+    ("repeats = 2", "repeat = 2", "attacks[0].repeat", "unknown option (did you mean 'repeats'?)", 27),
+    ('attack = "test.sign_noise"', 'attack = "test.sign_nois"', "attacks[0].attack",
+     "unknown attack 'test.sign_nois' (did you mean 'test.sign_noise'?)", 25),
+    ("epsilons = { start = 0, stop = 0.5, num = 6 }", 'epsilons = ["8/255", "x"]',
+     "attacks[0].epsilons[1]", "expected a number or a fraction such as '8/255', got 'x'", 26),
+    ("epsilons = { start = 0, stop = 0.5, num = 6 }", "epsilons = [0.2, 0.1]",
+     "attacks[0].epsilons", "strictly increasing", 26),
+    ("epochs = 3", 'epochs = "three"', "training.epochs", "expected an integer, got 'three'", 11),
+    ("lr = 0.01", "lr = -1.0", "training", "lr must be positive", None),
+    ('dataset = "test.blobs"', 'dataset = "test.blob"', "data.dataset",
+     "did you mean 'test.blobs'", 8),
+    ('hidden = [16]', 'hidden = [0]', "models[0].model", "hidden layer widths must be positive", None),
+    ("coefficient = 0.01", 'coefficent = 0.01', "defenses.l2[0].coefficent",
+     "did you mean 'coefficient'", 21),
+]
+
+
+@pytest.mark.parametrize("old, new, key, words, line", BAD)
+def test_bad_input_gives_file_key_and_line(write_toml, registry, old, new, key, words, line):
+    assert old in SMOKE
+    path = write_toml(SMOKE.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, registry=registry)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    assert f"{key}: " in message and words in message, message
+    if line is not None:
+        assert info.value.line == line, message
+
+
+def test_missing_file_and_invalid_toml(tmp_path, registry):
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load_experiment(tmp_path / "nope.toml", registry=registry)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: invalid TOML: .*line 1"):
+        load_experiment(bad, registry=registry)

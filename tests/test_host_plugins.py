@@ -1,0 +1,116 @@
+"""The plugin host: built-ins, entry points, duplicates, broken plugins, light imports."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+from conftest import REPO, fake_distribution
+
+import robench
+from robench import hookspecs
+from robench.components import KINDS
+from robench.plugins import build_registry
+
+
+def test_every_hook_is_documented_with_when_and_register():
+    hooks = [f for n, f in vars(hookspecs).items() if n.startswith("robench_register_")]
+    assert {h.__name__ for h in hooks} == {f"robench_register_{k}s" for k in KINDS}
+    for hook in hooks:
+        doc = inspect.getdoc(hook) or ""
+        assert "Called once" in doc and "register(" in doc, hook.__name__
+
+
+def test_builtins_provide_every_kind_with_docstrings():
+    registry = build_registry(autoload=False)
+    for kind in KINDS:
+        assert registry.names(kind), f"no built-in {kind}"
+    for entry in registry.entries():
+        assert entry.package == "robench"
+        assert (entry.cls.__doc__ or "").strip(), f"{entry.kind} {entry.name} has no docstring"
+
+
+def test_entry_point_plugin_is_discovered(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "robench-example-plugin", {"example": "robench_example.hooks"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(REPO / "plugins" / "example-plugin"))
+    registry = build_registry(autoload=True)
+    entry = registry.entry("attack", "example.gaussian_noise")
+    assert (entry.package, entry.version, entry.plugin) == ("robench-example-plugin", "0.1.0",
+                                                            "example")
+    assert entry.as_dict()["threat_model"] == "l2"
+    assert not registry.failures
+    # and the switch that gives a clean, built-ins-only host
+    monkeypatch.setenv("ROBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert "example.gaussian_noise" not in build_registry().names("attack")
+
+
+def test_broken_plugin_is_reported_and_skipped(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "robench-broken", {"broken": "no_such_module_xyz.hooks"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = build_registry(autoload=True)
+    (failure,) = registry.failures
+    assert failure.package == "robench-broken" and "no_such_module_xyz" in failure.error
+    assert "digits" in registry.names("dataset")
+
+
+def test_plugin_whose_hook_raises_is_skipped():
+    plugin = types.ModuleType("raising_plugin")
+
+    @robench.hookimpl
+    def robench_register_models(register):
+        raise ValueError("cannot register")
+
+    plugin.robench_register_models = robench_register_models
+    registry = build_registry(autoload=False, plugins=[plugin])
+    assert [f.error for f in registry.failures] == ["ValueError: cannot register"]
+    assert "mlp" in registry.names("model")
+
+
+def test_duplicate_name_names_both_providers():
+    plugin = types.ModuleType("dup_plugin")
+
+    class Digits2(robench.Dataset):
+        """Same name as the built-in."""
+        name = "digits"
+
+    @robench.hookimpl
+    def robench_register_datasets(register):
+        register(Digits2)
+
+    plugin.robench_register_datasets = robench_register_datasets
+    with pytest.raises(robench.PluginError, match=r"'digits' is registered twice: by "
+                                                  r"'robench_plugins.datasets' \(robench\) "
+                                                  r"and by 'dup_plugin'"):
+        build_registry(autoload=False, plugins=[plugin])
+
+
+def test_unknown_component_suggests_close_name(registry):
+    with pytest.raises(robench.PluginError, match="did you mean 'digits'"):
+        registry.get("dataset", "digit")
+
+
+def test_listing_and_validating_never_import_torch(tmp_path):
+    code = (
+        "import sys, robench.cli as c\n"
+        "c.main(['plugins', '--json'])\n"
+        f"c.main(['validate', {str(REPO / 'benchmarks' / 'quickstart.toml')!r}])\n"
+        "heavy = [m for m in ('torch', 'foolbox', 'art', 'torchattacks', 'pandas') "
+        "if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+    listed = json.loads(out.stdout[:out.stdout.index("\n]") + 2])
+    kinds = {item["kind"] for item in listed}
+    assert kinds == set(KINDS)
+    for item in listed:
+        assert {"kind", "name", "package", "version"} <= set(item)
+        if item["kind"] == "attack":
+            assert {"library", "threat_model"} <= set(item)

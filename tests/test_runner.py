@@ -1,0 +1,132 @@
+"""The runner: cells x attacks x budgets, stored rows, failures, caching and resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from conftest import REPO, SMOKE, TESTS, fake_distribution
+
+from robench import api
+from robench.results import RESULT_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, registry):
+    root = tmp_path_factory.mktemp("smoke")
+    path = root / "exp.toml"
+    path.write_text(SMOKE.replace("    ", "") + "\n")
+    return api.run(path, out=root / "run", registry=registry, progress=False)
+
+
+def test_rows_cover_every_cell_attack_eps_and_sample(smoke_run):
+    df = smoke_run.results
+    assert list(df.columns) == list(RESULT_COLUMNS)
+    assert smoke_run.status == "done"
+    # 2 defense stacks x 6 budgets x 200 test samples
+    assert len(df) == 2 * 6 * 200
+    assert df.groupby(["defense", "epsilon"]).size().eq(200).all()
+    assert set(df["cell"]) == {"mlp--none--s0", "mlp--l2--s0"}
+    assert (df["threat_model"] == "linf").all() and (df["library"] == "tests").all()
+    assert df["target"].isna().all() and (df["source"] == "data").all()
+
+
+def test_host_measures_distance_and_prediction(smoke_run):
+    df = smoke_run.results
+    assert (df["distance"] <= df["epsilon"] + 1e-5).all()
+    assert df["within_budget"].all()
+    at_zero = df[df["epsilon"] == 0]
+    assert (at_zero["pred_adv"] == at_zero["pred_clean"]).all()
+    assert (df["success"] == (df["pred_adv"] != df["label"])).all()
+    assert (df["correct_adv"] == (df["pred_adv"] == df["label"])).all()
+    # noise of 0.5 on blobs separated by 0.5 breaks about half the inputs
+    acc = df.groupby("epsilon")["correct_adv"].mean()
+    assert acc.iloc[0] > 0.9 and acc.iloc[-1] < 0.75
+    assert acc.is_monotonic_decreasing
+
+
+def test_metrics_history_and_provenance(smoke_run):
+    metrics = smoke_run.metrics
+    assert metrics.loc[metrics["metric"] == "row_count", "value"].tolist() == [2400.0]
+    history = smoke_run.histories
+    assert set(history["split"]) == {"train", "test"}
+    assert history.groupby("cell")["epoch"].max().eq(3).all()
+    record = json.loads((smoke_run.path / "run.json").read_text())
+    assert record["status"] == "done" and record["device"] == "cpu"
+    assert record["versions"]["torch"] and record["experiment"]["config_hash"]
+    assert record["data"]["n_test"] == 200 and record["data"]["input_shape"] == [4]
+    assert {u["status"] for u in record["units"].values()} == {"done"}
+    assert all(c["cached"] is False for c in record["cells"].values())
+
+
+def test_failing_unit_is_recorded_and_others_complete(write_toml, registry, tmp_path):
+    text = SMOKE + """
+    [[attacks]]
+    attack = "test.broken"
+    epsilons = [0.1]
+    """
+    run = api.run(write_toml(text), out=tmp_path / "run", registry=registry, progress=False)
+    assert run.status == "failed"
+    failures = run.failures()
+    assert set(failures) == {"mlp--none--s0--test.broken", "mlp--l2--s0--test.broken"}
+    record = run.record["units"]["mlp--none--s0--test.broken"]
+    assert "broken on purpose" in record["traceback"]
+    assert set(run.results["attack"]) == {"noise"} and len(run.results) == 2400
+
+
+def test_rerun_reuses_everything_and_changed_attack_is_recomputed(write_toml, registry, tmp_path):
+    path = write_toml(SMOKE)
+    out = tmp_path / "run"
+    first = api.run(path, out=out, registry=registry, progress=False)
+    parts = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
+    second = api.run(path, out=out, registry=registry, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")} == parts
+    pd.testing.assert_frame_equal(first.results, second.results)
+    # a changed attack option: the old parts are moved aside, new ones computed;
+    # the models come from the cache (shown by the run record)
+    path.write_text(path.read_text().replace("repeats = 2", "repeats = 3"))
+    third = api.run(path, out=out, registry=registry, progress=False)
+    assert all(c["cached"] for c in third.record["cells"].values())
+    assert len(list((out / "superseded").glob("*.parquet"))) == 2
+    assert len(third.results) == 2400
+
+
+def test_killed_run_resumes_to_the_same_results(tmp_path, registry):
+    """SIGKILL a CLI run after its first stored unit; the rerun skips what was stored and
+    ends with exactly the rows of an uninterrupted run."""
+    text = SMOKE.replace("    ", "").replace("none = []", "none = []\nl1 = [{ defense = \"weight_decay\", norm = \"l1\", coefficient = 0.001 }]")
+    text = text.replace("repeats = 2", "repeats = 40")
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    site = fake_distribution(tmp_path / "site", "robench-test-plugin", {"tests": "plugin_fixtures"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(TESTS)]),
+           "ROBENCH_DISABLE_PLUGIN_AUTOLOAD": ""}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "robench.cli", "run", str(path), "--out",
+                             str(out), "--no-progress"], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "results").glob("*.parquet")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
+    assert 1 <= len(done_before) < 3, "the run must be killed mid-way"
+
+    resumed = api.run(path, out=out, registry=registry, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
+    assert {k: after[k] for k in done_before} == done_before  # not recomputed
+    assert len(after) == 3
+
+    clean = api.run(path, out=tmp_path / "clean", registry=registry, progress=False)
+    key = ["cell", "attack", "epsilon", "sample"]
+    pd.testing.assert_frame_equal(
+        resumed.results.sort_values(key).reset_index(drop=True),
+        clean.results.sort_values(key).reset_index(drop=True))
