@@ -29,7 +29,7 @@ from typing import Any
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.json")
 """Where the committed catalogue lives."""
 
-LIBRARIES = ("torchattacks", "foolbox")
+LIBRARIES = ("torchattacks", "foolbox", "art")
 """Libraries covered, in the order they appear in the catalogue."""
 
 _SCALARS = (bool, int, float, str, type(None))
@@ -67,8 +67,8 @@ def _type_from_annotation(annotation: Any) -> str | None:
     """
     if annotation is inspect.Parameter.empty:
         return None
-    if isinstance(annotation, str):  # postponed annotations
-        return None
+    if isinstance(annotation, str):  # postponed annotations, e.g. ART's "int | float"
+        return _type_from_string(annotation)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation in (bool, int, float, str):
@@ -94,6 +94,20 @@ def _type_from_annotation(annotation: Any) -> str | None:
         if names == {"str", "int", "float"} or names == {"int", "float", "str"}:
             return None
     return None
+
+
+def _type_from_string(annotation: str) -> str | None:
+    """Catalogue type of a string annotation such as ``"int | float | np.ndarray"``."""
+    names = {part.strip().strip("'\"") for part in annotation.split("|")}
+    optional = "None" in names
+    names -= {"None", "np.ndarray"}
+    if names in ({"int"}, {"float"}, {"bool"}, {"str"}):
+        base = names.pop()
+    elif names == {"int", "float"}:
+        base = "number"
+    else:
+        return None
+    return base + ("?" if optional else "")
 
 
 def _type_from_default(default: Any) -> str | None:
@@ -222,7 +236,7 @@ def _torchattacks() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
             "threat_model": threat_model, "norm_option": "norm" if norm_values else None,
             "norm_values": norm_values, "eps_param": eps_param,
             "minimal": eps_param is None,
-            "targeted": "targeted" in instance.supported_mode,
+            "targeted": "targeted" in instance.supported_mode, "targeted_only": False,
             "seed_param": "seed" if "seed" in params else None,
             "n_classes_param": "n_classes" if "n_classes" in params else None,
             "options": options, "dropped_options": dropped,
@@ -234,6 +248,7 @@ def _torchattacks() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
 
 _FB_P = {0: "l0", 1: "l1", 2: "l2", float("inf"): "linf"}
 _FB_DISTANCES = {"l1": "l1", "l2": "l2", "linf": "linf"}
+_FB_TARGETED_ONLY = {"GenAttack"}  # raises on an untargeted criterion
 
 
 def _foolbox() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -294,6 +309,7 @@ def _foolbox() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
             "norm_values": norm_values, "eps_param": None,
             "minimal": issubclass(cls, MinimizationAttack),
             "targeted": "TargetedMisclassification" in source,
+            "targeted_only": name in _FB_TARGETED_ONLY,
             "seed_param": None, "n_classes_param": None,
             "options": options, "dropped_options": dropped,
         }
@@ -305,13 +321,77 @@ def _foolbox() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     return entries, skipped
 
 
+# ------------------------------------------------------------------------------- ART
+
+_ART_THREAT_MODELS: dict[str, str | None] = {
+    # attacks with a ``norm`` argument (None: the option sets the threat model)
+    "FastGradientMethod": None, "ProjectedGradientDescent": None,
+    "MomentumIterativeMethod": None, "AutoProjectedGradientDescent": None,
+    "AutoConjugateGradient": None, "AutoAttack": None, "SquareAttack": None,
+    "HopSkipJump": None, "BrendelBethgeAttack": None, "GeoDA": None,
+    # attacks of one norm, from ART's documentation of each class
+    "BasicIterativeMethod": "linf", "DeepFool": "l2", "NewtonFool": "l2",
+    "CarliniL2Method": "l2", "CarliniLInfMethod": "linf", "CarliniL0Method": "l0",
+    "ElasticNet": "l1", "SaliencyMapMethod": "l0", "BoundaryAttack": "l2",
+    "ZooAttack": "l2", "SimBA": "l2", "SignOPTAttack": "l2",
+}
+"""ART evasion attacks for image classifiers that robench drives, with their threat
+model. ART has no machine-readable norm for classes without a ``norm`` argument, so this
+table is the one hand-written part of the catalogue; other classes are listed as skipped."""
+
+_ART_NORMS = {"inf": "linf", "1": "l1", "2": "l2", "0": "l0"}
+_ART_TARGETED_ONLY = {"SaliencyMapMethod"}  # generate(x, y) reads y as target classes
+_ART_ADAPTER_PARAMS = {"estimator", "classifier", "targeted", "verbose", "eps"}
+
+
+def _art() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    import art.attacks.evasion as ev
+    from art.attacks.attack import EvasionAttack
+
+    entries, skipped = [], []
+    for name in sorted(dir(ev)):
+        cls = getattr(ev, name)
+        if not (isinstance(cls, type) and issubclass(cls, EvasionAttack)):
+            continue
+        if name not in _ART_THREAT_MODELS:
+            skipped.append({"library": "art", "name": name,
+                            "reason": "not an image-classifier attack with a known threat model"})
+            continue
+        params = inspect.signature(cls.__init__).parameters
+        options, dropped = _options(cls, _ART_ADAPTER_PARAMS)
+        norm_values = None
+        threat_model = _ART_THREAT_MODELS[name]
+        for opt in options:
+            if opt["name"] == "norm":
+                default = str(opt["default"]).replace(".0", "")
+                norm_values = dict(_ART_NORMS)
+                opt.update(type="norm", default=default)
+                threat_model = _ART_NORMS[default]
+        if "eps_step" in params and "eps" in params:
+            options.append({"name": "rel_eps_step", "type": "float?", "required": False,
+                            "default": None, "adapter": True,
+                            "help": "if set, eps_step = rel_eps_step * eps at every eps of "
+                                    "the sweep (overrides eps_step)"})
+        entries.append({
+            "library": "art", "name": name, "module": cls.__module__, "class": cls.__name__,
+            "alias_of": None, "summary": _summary(cls), "threat_model": threat_model,
+            "norm_option": "norm" if norm_values else None, "norm_values": norm_values,
+            "eps_param": "eps" if "eps" in params else None, "minimal": "eps" not in params,
+            "targeted": "targeted" in cls.attack_params or name in _ART_TARGETED_ONLY,
+            "targeted_only": name in _ART_TARGETED_ONLY,
+            "seed_param": None, "n_classes_param": None,
+            "options": options, "dropped_options": dropped,
+        })
+    return entries, skipped
+
+
 # ------------------------------------------------------------------------ generation
 
 
 def generate() -> dict[str, Any]:
     """Introspect the installed libraries and return the catalogue (imports them all)."""
     out: dict[str, Any] = {"versions": {}, "attacks": [], "skipped": []}
-    builders = {"torchattacks": _torchattacks, "foolbox": _foolbox}
+    builders = {"torchattacks": _torchattacks, "foolbox": _foolbox, "art": _art}
     for lib in LIBRARIES:
         entries, skipped = builders[lib]()
         out["versions"][lib] = _version(lib)

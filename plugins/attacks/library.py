@@ -40,7 +40,8 @@ from robench import Attack, AttackProperties, AttackResult, ThreatModel
 from . import catalogue as _catalogue
 
 _BASE_TYPES: dict[str, Any] = {"bool": bool, "int": int, "float": float, "str": str,
-                               "number": int | float, "any": Any, "list": tuple[Any, ...]}
+                               "number": int | float, "any": Any, "list": tuple[Any, ...],
+                               "norm": int | float | str}
 
 
 def _option_type(type_string: str) -> Any:
@@ -53,6 +54,14 @@ def _option_type(type_string: str) -> Any:
     else:
         tp = _BASE_TYPES[base]
     return tp | None if optional and tp is not Any else tp
+
+
+def _norm_key(value: Any) -> str:
+    """Catalogue key of a norm option value: ``"inf"``/``inf`` -> ``"inf"``, ``2.0`` -> ``"2"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "inf" if value == float("inf") else (str(int(value)) if value == int(value)
+                                                    else str(value))
+    return str(value)
 
 
 def _field(opt: dict[str, Any]) -> tuple[str, Any, dataclasses.Field]:
@@ -91,7 +100,7 @@ class LibraryAttack(Attack):
         if norm_option:
             value = getattr(self.options, norm_option)
             values = self.entry["norm_values"]
-            key = str(value)
+            key = _norm_key(value)
             if key not in values:
                 raise ValueError(f"{self.name}: {norm_option} must be one of "
                                  f"{sorted(values)}, got {value!r}")
@@ -103,8 +112,11 @@ class LibraryAttack(Attack):
         return bool(self.entry["minimal"])
 
     def library_kwargs(self) -> dict[str, Any]:
-        """The user's options as keyword arguments of the library class."""
-        return {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)}
+        """The user's options as keyword arguments of the library class (options the
+        adapter itself interprets, marked ``adapter`` in the catalogue, are left out)."""
+        adapter = {o["name"] for o in self.entry["options"] if o.get("adapter")}
+        return {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)
+                if f.name not in adapter}
 
     def _check_bounds(self, bounds: tuple[float, float]) -> None:
         """Raise ``ValueError`` when the library cannot honour ``bounds``."""
@@ -119,6 +131,9 @@ class LibraryAttack(Attack):
         if targets is not None and not self.supports_targets:
             raise ValueError(f"{self.name} has no targeted mode in {self.library} "
                              f"{self.library_version}; run it untargeted")
+        if targets is None and self.entry.get("targeted_only"):
+            raise ValueError(f"{self.name} is targeted only in {self.library} "
+                             f"{self.library_version}: give targets")
         lo, hi = bounds
         if len(x) and (x.min() < lo or x.max() > hi):
             raise ValueError(f"{self.name}: inputs lie outside the data bounds {bounds}")
@@ -214,8 +229,29 @@ class FoolboxAttack(LibraryAttack):
         return craft(self, model, x, y, eps, targets, bounds)
 
 
+class ArtAttack(LibraryAttack):
+    """Adapter base for ART: the model is wrapped in ``PyTorchClassifier`` (clip values =
+    the data bounds, or none when unbounded; input shape and class count from the data
+    and the model) and ``generate`` always receives labels: the true labels, or the
+    targets (with ``targeted=True``) in targeted mode. ART attacks the model's own
+    predictions when no labels are passed; the adapter never lets that happen.
+
+    Inputs make a numpy round trip (ART works on numpy arrays). ``rel_eps_step``, where
+    offered, sets ``eps_step = rel_eps_step * eps`` at each eps of a sweep. ART's
+    ``DeepFool`` and ``NewtonFool`` ignore the labels and attack the predicted class;
+    the minimal-attack success check (on labels) then discards what does not fool.
+    """
+
+    library = "art"
+
+    def _craft(self, model, x, y, eps, targets, bounds, seed):
+        from ._art import craft
+
+        return craft(self, model, x, y, eps, targets, bounds)
+
+
 _BASES: dict[str, type[LibraryAttack]] = {"torchattacks": TorchattacksAttack,
-                                          "foolbox": FoolboxAttack}
+                                          "foolbox": FoolboxAttack, "art": ArtAttack}
 
 
 def _make_component(entry: dict[str, Any], version: str) -> type[LibraryAttack]:

@@ -1,0 +1,58 @@
+"""ART calls behind :class:`robench_plugins.attacks.library.ArtAttack`.
+
+Imported only when an attack runs (it imports torch, numpy and ART).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+import torch
+from art.estimators.classification import PyTorchClassifier
+
+from . import _runtime as rt
+
+
+def classifier(model: torch.nn.Module, x: torch.Tensor,
+               bounds: tuple[float, float]) -> PyTorchClassifier:
+    """``model`` as an ART ``PyTorchClassifier`` for inputs shaped like ``x``."""
+    finite = all(math.isfinite(float(b)) for b in bounds)
+    return PyTorchClassifier(
+        model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+        nb_classes=rt.num_classes(model, x),
+        clip_values=(float(bounds[0]), float(bounds[1])) if finite else None,
+        device_type="gpu" if x.is_cuda else "cpu")
+
+
+def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
+          targets: torch.Tensor | None, bounds: tuple[float, float]) -> torch.Tensor:
+    """Run the ART class of ``attack.entry`` once; labels (or targets) are always given."""
+    entry = attack.entry
+    cls = getattr(importlib.import_module(entry["module"]), entry["class"])
+    clf = classifier(model, x, bounds)
+    kwargs = attack.library_kwargs()
+    if entry["norm_option"]:
+        norm = kwargs["norm"]
+        kwargs["norm"] = np.inf if str(norm) == "inf" else norm
+    params = cls.attack_params
+    if "targeted" in params:
+        kwargs["targeted"] = targets is not None
+    if "verbose" in params:
+        kwargs["verbose"] = False
+    if entry["eps_param"]:
+        kwargs[entry["eps_param"]] = eps
+        rel = getattr(attack.options, "rel_eps_step", None)
+        if rel is not None:
+            kwargs["eps_step"] = rel * eps
+    art_attack = cls(clf, **kwargs)
+    labels = (targets if targets is not None else y).cpu().numpy()
+    one_hot = np.eye(clf.nb_classes, dtype=np.float32)[labels]
+    try:
+        adv = art_attack.generate(x.detach().cpu().numpy(), y=one_hot)
+    except ModuleNotFoundError as err:  # e.g. ART's AutoAttack imports `multiprocess`
+        raise RuntimeError(f"{attack.name} needs the package {err.name!r}, which ART does "
+                           f"not install; install it or use another attack (for AutoAttack: "
+                           f"torchattacks.AutoAttack)") from err
+    return torch.from_numpy(np.asarray(adv, dtype=np.float32)).to(x.device)
