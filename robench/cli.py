@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -171,8 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``robench`` console script."""
     args = _parser().parse_args(argv)
     if args.no_plugins:
-        import os
-
         from .plugins import DISABLE_AUTOLOAD_ENV
 
         os.environ[DISABLE_AUTOLOAD_ENV] = "1"
@@ -181,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except RobenchError as err:
         print(f"robench: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `robench plugins | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("robench: interrupted; finished units are kept, run again to resume",
               file=sys.stderr)
