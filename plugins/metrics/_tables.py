@@ -27,6 +27,11 @@ ATTACK = ["attack", "threat_model"]
 CONVENTIONS = ("unconditional", "conditional")
 
 
+def or_none(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """``frame``, or ``None`` when it has no rows (the metric does not apply)."""
+    return frame if len(frame) else None
+
+
 def data_rows(results: pd.DataFrame) -> pd.DataFrame:
     """Rows whose input came from the data set (``source == "data"``), not generated noise."""
     if "source" not in results.columns:
@@ -273,4 +278,155 @@ def median_distance(results: pd.DataFrame) -> pd.DataFrame:
             rows.append({**base, "metric": "median_distance", "value": float(np.median(values))})
             rows.append({**base, "metric": "adversarial_found",
                          "value": float(np.isfinite(values).mean())})
+    return pd.DataFrame(rows)
+
+
+def _attack_order(attacks: list[str], order: tuple[str, ...]) -> list[str]:
+    """``attacks`` with those named in ``order`` first (in that order), then the rest in
+    their order of appearance."""
+    first = [a for a in order if a in attacks]
+    return first + [a for a in attacks if a not in first]
+
+
+def worst_case_samples(results: pd.DataFrame, order: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per (cell, threat model, eps, sample): robust against every attack of the threat model?
+
+    Within a cell, the attacks sharing a threat model are combined on the eps values and
+    samples that *all* of them have (the intersection). A sample is robust only when it
+    is clean-correct and every attack failed (AutoAttack's ensemble accuracy).
+    ``broken_by`` names the first attack (``order`` first, then order of appearance)
+    that broke it, ``"(clean)"`` for a sample misclassified when clean, ``""`` if robust;
+    ``broken_by_all`` lists every attack that broke it, comma-separated. ``attacks``
+    lists the combined attacks.
+    """
+    samples = robust_samples(results)
+    if samples.empty:
+        return pd.DataFrame()
+    appearance = list(dict.fromkeys(data_rows(results)["attack"]))
+    frames = []
+    for key, group in samples.groupby(CELL + ["threat_model"], sort=True, dropna=False):
+        present = set(group["attack"])
+        attacks = _attack_order([a for a in appearance if a in present], order)
+        wide = group.pivot_table(index=["epsilon", "sample"], columns="attack",
+                                 values="robust", aggfunc="all").dropna()
+        if wide.empty:
+            continue
+        wide = wide[attacks].astype(bool)
+        clean = group.groupby("sample")["correct_clean"].all()
+        out = wide.reset_index()[["epsilon", "sample"]]
+        out["correct_clean"] = clean.reindex(out["sample"]).to_numpy()
+        out["robust"] = wide.all(axis=1).to_numpy() & out["correct_clean"].to_numpy()
+        broken = ~wide.to_numpy()
+        names = np.array(attacks, dtype=object)
+        out["broken_by"] = np.where(broken.any(axis=1), names[broken.argmax(axis=1)], "")
+        out.loc[~out["correct_clean"], "broken_by"] = "(clean)"
+        out["broken_by_all"] = [",".join(names[b]) for b in broken]
+        out["attacks"] = ",".join(attacks)
+        for col, value in zip(CELL + ["threat_model"], key):
+            out[col] = value
+        frames.append(out)
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)[
+        CELL + ["threat_model", "epsilon", "sample", "correct_clean", "robust", "broken_by",
+                "broken_by_all", "attacks"]]
+
+
+def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample: bool = False,
+               bootstrap: int = 0, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Worst case over the attacks of each threat model (see :func:`worst_case_samples`).
+
+    Rows: ``worst_case_accuracy`` per (cell, threat model, eps, convention) with
+    ``attack = "worst_case"`` and the combined attacks in ``note``; per attack,
+    ``broken_first`` (fraction of samples whose first breaking attack it is) and
+    ``broken_only`` (fraction that only it broke), with the fraction's denominator
+    following the convention; with ``per_sample``, one ``worst_case_robust`` row (0/1)
+    per sample and eps with its ``broken_by`` attack.
+    """
+    table = worst_case_samples(results, order)
+    if table.empty:
+        return pd.DataFrame()
+    keys = CELL + ["threat_model", "epsilon"]
+    acc = accuracy_from_samples(table, keys, "worst_case_accuracy", bootstrap=bootstrap,
+                                level=level, seed=seed)
+    acc["attack"] = "worst_case"
+    acc = acc.merge(table.drop_duplicates(keys)[keys + ["attacks"]], on=keys)
+    acc["note"] = "attacks: " + acc.pop("attacks")
+    frames = [acc]
+    for convention in CONVENTIONS:
+        part = table if convention == "unconditional" else table[table["correct_clean"]]
+        for key, group in part.groupby(keys, sort=True, dropna=False):
+            n = len(group)
+            attacks = group["attacks"].iat[0].split(",")
+            only = group["broken_by_all"][group["correct_clean"]]
+            rows = []
+            for attack in attacks:
+                base = dict(zip(keys, key), attack=attack, convention=convention, n=n)
+                rows.append({**base, "metric": "broken_first",
+                             "value": float((group["broken_by"] == attack).sum() / n)})
+                rows.append({**base, "metric": "broken_only",
+                             "value": float((only == attack).sum() / n)})
+            frames.append(pd.DataFrame(rows))
+    if per_sample:
+        samples = table.drop(columns=["broken_by_all", "attacks"]).copy()
+        samples["metric"] = "worst_case_robust"
+        samples["value"] = samples.pop("robust").astype(float)
+        samples["attack"] = "worst_case"
+        frames.append(samples.drop(columns=["correct_clean"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fooling(results: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Fooling-image metrics per (cell, attack, eps) over the generated-noise rows.
+
+    PROTOCOLS A6 / paper 000 section 6.1: ``fooling_success`` = fraction of (input,
+    target) pairs whose argmax is the target (the host's ``success``);
+    ``fooling_success_threshold`` = fraction whose target probability also exceeds
+    ``threshold`` (the adversarial prediction is the target and its ``confidence``, the
+    softmax probability of the prediction, is above it); ``fooling_margin`` = mean
+    difference of the two largest softmax probabilities; ``fooling_confidence`` = mean
+    probability of the predicted class. Inputs over budget (NaN confidence) count as
+    failures and are left out of the means of margin and confidence.
+    """
+    noise = results[results["source"] == "noise"] if "source" in results.columns else results[:0]
+    if noise.empty:
+        return pd.DataFrame()
+    frame = noise.copy()
+    frame["success"] = frame["success"].astype(bool)
+    frame["over"] = frame["success"] & (frame["confidence"].fillna(0.0) > threshold)
+    keys = CELL + ATTACK + ["epsilon"]
+    agg = frame.groupby(keys, sort=True, dropna=False).agg(
+        fooling_success=("success", "mean"), fooling_success_threshold=("over", "mean"),
+        fooling_margin=("margin", "mean"), fooling_confidence=("confidence", "mean"),
+        n=("success", "size")).reset_index()
+    out = agg.melt(id_vars=keys + ["n"], var_name="metric", value_name="value")
+    out["threshold"] = np.where(out["metric"] == "fooling_success_threshold", threshold, np.nan)
+    return out
+
+
+def over_seeds(metrics: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean and Student-t interval over seeds of every metric row group.
+
+    Rows that differ only in ``seed`` and ``cell`` (and their ``value``, ``lower``,
+    ``upper``, ``n``, ``note``) are one group; the result has ``metric`` suffixed with
+    ``_over_seeds``, ``value`` = mean over seeds, ``lower``/``upper`` = mean -+ t * s /
+    sqrt(k) at ``level`` (NaN with a single seed), ``std`` and ``n_seeds`` = k.
+    """
+    from scipy import stats
+
+    if metrics.empty:
+        return pd.DataFrame()
+    drop = {"seed", "cell", "value", "lower", "upper", "n", "note"}
+    keys = [c for c in metrics.columns if c not in drop]
+    rows = []
+    for key, group in metrics.groupby(keys, sort=True, dropna=False):
+        values = group["value"].to_numpy(dtype="float64")
+        k = len(values)
+        mean = float(np.mean(values))
+        std = float(np.std(values, ddof=1)) if k > 1 else float("nan")
+        half = (stats.t.ppf((1 + level) / 2, k - 1) * std / np.sqrt(k)) if k > 1 else np.nan
+        row = dict(zip(keys, key))
+        row.update(metric=f"{row['metric']}_over_seeds", value=mean, lower=mean - half,
+                   upper=mean + half, std=std, n_seeds=k)
+        rows.append(row)
     return pd.DataFrame(rows)

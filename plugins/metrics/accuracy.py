@@ -44,7 +44,8 @@ class CleanAccuracy(Metric):
         from . import _tables
 
         o = self.options
-        return _tables.clean_accuracy(results, bootstrap=o.bootstrap, level=o.level, seed=o.seed)
+        return _tables.or_none(_tables.clean_accuracy(results, bootstrap=o.bootstrap,
+                                                      level=o.level, seed=o.seed))
 
 
 class RobustAccuracy(Metric):
@@ -65,7 +66,8 @@ class RobustAccuracy(Metric):
         from . import _tables
 
         o = self.options
-        return _tables.robust_accuracy(results, bootstrap=o.bootstrap, level=o.level, seed=o.seed)
+        return _tables.or_none(_tables.robust_accuracy(results, bootstrap=o.bootstrap,
+                                                       level=o.level, seed=o.seed))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +121,9 @@ class AUC(Metric):
         if accuracy.empty:
             return None
         n_classes = _num_classes(self.options, results) if self.options.until_chance else None
-        return _tables.auc(accuracy, compare=list(self.options.compare),
-                           num_classes=n_classes, until_chance=self.options.until_chance)
+        return _tables.or_none(_tables.auc(accuracy, compare=list(self.options.compare),
+                                           num_classes=n_classes,
+                                           until_chance=self.options.until_chance))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +154,8 @@ class BreakdownPoint(Metric):
         accuracy = _tables.robust_accuracy(results)
         if accuracy.empty:
             return None
-        return _tables.breakdown_point(accuracy, _num_classes(self.options, results))
+        return _tables.or_none(_tables.breakdown_point(accuracy,
+                                                       _num_classes(self.options, results)))
 
 
 class MedianDistance(Metric):
@@ -170,4 +174,4 @@ class MedianDistance(Metric):
     def from_results(self, results):
         from . import _tables
 
-        return _tables.median_distance(results)
+        return _tables.or_none(_tables.median_distance(results))
