@@ -2,6 +2,8 @@
 
 Registration imports :mod:`robench_plugins.attacks.library`, which reads only
 ``catalogue.json``; torch and the attack libraries are imported when an attack runs.
+The hand-written attacks (paper 000) are ``pixel_swap``, ``fooling_images``,
+``l0_weights`` and ``jsma`` (Table 2 glue over a library's JSMA).
 """
 
 from robench import hookimpl
@@ -10,7 +12,11 @@ from robench import hookimpl
 @hookimpl
 def robench_register_attacks(register):
     """Register every catalogued library attack and the custom attacks."""
+    from .fooling import FoolingImages
+    from .jsma import JSMA
+    from .l0_weights import L0Weights
     from .library import COMPONENTS
+    from .pixel_swap import PixelSwap
 
-    for cls in COMPONENTS:
+    for cls in (*COMPONENTS, PixelSwap, FoolingImages, L0Weights, JSMA):
         register(cls)

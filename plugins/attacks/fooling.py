@@ -1,0 +1,146 @@
+"""Fooling images: targeted gradient steps from noise (paper 000 section 6.1, PROTOCOLS A6).
+
+Written by hand: a targeted FGSM/BIM from generated noise, answering the whole eps sweep
+from one gradient per (noise, target) for the single-step test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal
+
+from robench import Attack, AttackProperties, AttackResult, ThreatModel
+
+
+@dataclasses.dataclass(frozen=True)
+class FoolingOptions:
+    """Options of :class:`FoolingImages`."""
+
+    samples: int = dataclasses.field(
+        default=1000, metadata={"help": "noise inputs, each pushed towards every class "
+                                        "(used when the host gives no targets)"})
+    steps: int = dataclasses.field(
+        default=1, metadata={"help": "1: one targeted FGSM step of size eps (Figure 9); "
+                                     ">1: that many steps of step_size within eps (Figure 8)"})
+    step_size: float = dataclasses.field(
+        default=0.005, metadata={"help": "step size of the iterative variant (steps > 1)"})
+    init: Literal["uniform", "gray"] = dataclasses.field(
+        default="uniform", metadata={"help": "uniform: U(bounds) noise (Figure 9); "
+                                             "gray: 0.5 + U(0, 0.1) (Figure 8)"})
+    batch_size: int = dataclasses.field(
+        default=500, metadata={"help": "inputs per gradient computation"})
+
+    def __post_init__(self):
+        if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("samples, steps and batch_size must be positive, got "
+                             f"{self.samples}, {self.steps}, {self.batch_size}")
+        if self.step_size <= 0:
+            raise ValueError(f"step_size must be positive, got {self.step_size}")
+
+
+class _SingleStepSweep(Sequence):
+    """Adversarials of a single-step sweep, built on access: ``clip(noise + eps * s)``.
+
+    Keeps only the noise and the step signs, so a 256-eps sweep over 10,000 images never
+    holds 256 copies of the inputs.
+    """
+
+    def __init__(self, noise, signs, epsilons, bounds):
+        self.noise, self.signs, self.epsilons, self.bounds = noise, signs, list(epsilons), bounds
+
+    def __len__(self) -> int:
+        return len(self.epsilons)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return (self.noise + float(self.epsilons[i]) * self.signs).clamp(*self.bounds)
+
+
+class FoolingImages(Attack):
+    """Fooling images from noise (paper 000 section 6.1; PROTOCOLS A6), targeted.
+
+    *Figure 9* (``steps = 1``, ``init = "uniform"``): noise drawn from U(bounds); for every
+    target class one targeted FGSM step of size eps, ``clip(noise - eps *
+    sign(grad CE(model(noise), target)))``. The step direction does not depend on eps, so
+    one gradient per (noise, target) answers the whole sweep exactly. *Figure 8*
+    (``steps = 50``, ``step_size = 0.005``, ``init = "gray"``, eps = 1): start from
+    0.5 + U(0, 0.1) and take ``steps`` signed steps, projected to the eps-ball around
+    the start and the bounds (BIM; eps = 1 is unbounded on [0, 1] images).
+
+    Inputs come from the generator, not the data (``source="noise"``, labels -1). With
+    host targets (one per input row) each row gets its own noise; without, ``samples``
+    noise inputs are each pushed towards every class and the targets are returned in
+    ``details['targets']``. Success is argmax == target; the host's ``confidence`` and
+    ``margin`` columns give Figure 9's 0.5-threshold rate and its margin M.
+    """
+
+    name = "fooling_images"
+    Options = FoolingOptions
+    threat_model = ThreatModel.UNBOUNDED
+    supports_targets = True
+    properties = AttackProperties(starts_from_input=False, deterministic=True,
+                                  monotone=False, bounded=False)
+
+    def _noise(self, n: int, shape, bounds, generator, device):
+        import torch
+
+        u = torch.rand((n, *shape), generator=generator).to(device)
+        if self.options.init == "gray":
+            return (0.5 + 0.1 * u).clamp(*bounds)
+        lo, hi = bounds
+        return lo + (hi - lo) * u
+
+    def _signs(self, model, noise, targets):
+        import torch
+
+        out = []
+        for i in range(0, len(noise), self.options.batch_size):
+            xb = noise[i:i + self.options.batch_size].clone().requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(
+                model(xb), targets[i:i + self.options.batch_size], reduction="sum")
+            (grad,) = torch.autograd.grad(loss, xb)
+            out.append(-grad.sign())
+        return torch.cat(out)
+
+    def _iterate(self, model, start, targets, eps, bounds):
+        adv = start.clone()
+        for _ in range(self.options.steps):
+            adv = adv + self.options.step_size * self._signs(model, adv, targets)
+            adv = (start + (adv - start).clamp(-eps, eps)).clamp(*bounds)
+        return adv
+
+    def run(self, model, x, y, epsilons, *, bounds, targets=None, source_model=None,
+            generator=None) -> AttackResult:
+        """Fooling images for every eps (see the class docstring)."""
+        import math
+
+        import torch
+
+        from . import _runtime as rt
+
+        if not all(math.isfinite(float(b)) for b in bounds):
+            raise ValueError(f"fooling_images draws noise within the data bounds, which must "
+                             f"be finite; got {tuple(bounds)}")
+        crafting = source_model if source_model is not None else model
+        details = {}
+        with rt.eval_mode(crafting):
+            k = rt.num_classes(crafting, x)
+            if targets is None:
+                noise = self._noise(self.options.samples, x.shape[1:], bounds, generator,
+                                    x.device).repeat_interleave(k, dim=0)
+                targets = torch.arange(k, device=x.device).repeat(self.options.samples)
+                details["targets"] = targets.cpu()
+            else:
+                targets = targets.to(x.device)
+                noise = self._noise(len(targets), x.shape[1:], bounds, generator, x.device)
+            if self.options.steps == 1:
+                adversarials = _SingleStepSweep(noise, self._signs(crafting, noise, targets),
+                                                epsilons, bounds)
+            else:
+                adversarials = [self._iterate(crafting, noise, targets, float(e), bounds)
+                                for e in epsilons]
+        return AttackResult(epsilons=list(epsilons), adversarials=adversarials, inputs=noise.cpu(),
+                            labels=torch.full((len(noise),), -1, dtype=torch.long),
+                            source="noise", details=details)
