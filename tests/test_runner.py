@@ -130,3 +130,23 @@ def test_killed_run_resumes_to_the_same_results(tmp_path, registry):
     pd.testing.assert_frame_equal(
         resumed.results.sort_values(key).reset_index(drop=True),
         clean.results.sort_values(key).reset_index(drop=True))
+
+
+def test_load_reads_the_same_run_without_recomputing(smoke_run):
+    import robench
+
+    loaded = robench.load(smoke_run.path)
+    assert loaded.status == "done" and not loaded.failures()
+    pd.testing.assert_frame_equal(loaded.results, smoke_run.results)
+    pd.testing.assert_frame_equal(loaded.metrics, smoke_run.metrics)
+
+
+def test_unavailable_cuda_is_a_clear_error(write_toml, registry, tmp_path):
+    import torch
+
+    from robench import RobenchError
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RobenchError, match="CUDA is not available; use --device cpu or auto"):
+        api.run(write_toml(SMOKE), out=tmp_path / "run", device="cuda", registry=registry)
