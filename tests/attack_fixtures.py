@@ -54,9 +54,30 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def make(registry, name: str, **options):
-    """Instantiate the registered attack ``name`` with ``options`` parsed like TOML."""
+@functools.lru_cache(maxsize=1)
+def builtin_registry():
+    """A registry of the built-in plugins only."""
+    from robench.plugins import build_registry
+
+    return build_registry(autoload=False)
+
+
+def make(name: str, **options):
+    """Instantiate the built-in attack ``name`` with ``options`` parsed as from TOML."""
     from robench.options import parse_options
 
-    cls = registry.get("attack", name)
+    cls = builtin_registry().get("attack", name)
     return cls(parse_options(cls.Options, options))
+
+
+def linear_two_logit(d: int = 20, seed: int = 0) -> nn.Module:
+    """A random two-logit linear model on ``d`` features (small weights: no saturation)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Linear(d, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(2, d, generator=gen) / d**0.5)
+        model.bias.copy_(torch.randn(2, generator=gen) * 0.1)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

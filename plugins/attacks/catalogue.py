@@ -296,12 +296,11 @@ def _foolbox() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
                 continue
         source = "".join(inspect.getsource(k) for k in cls.__mro__
                          if k.__module__.startswith("foolbox.attacks"))
-        options, dropped = _options(cls, set())
+        options, dropped = _options(cls, {"distance"})
         if flexible:
-            for opt in options:
-                if opt["name"] == "distance":
-                    opt.update(type="literal:l1|l2|linf", default="l2", required=False,
-                               help="distance the attack minimises (sets the threat model)")
+            options.insert(0, {"name": "distance", "type": "literal:l1|l2|linf",
+                               "required": False, "default": "l2",
+                               "help": "distance the attack minimises (sets the threat model)"})
         entry = {
             "library": "foolbox", "name": name, "module": cls.__module__,
             "class": cls.__name__, "alias_of": None, "summary": _summary(cls),
