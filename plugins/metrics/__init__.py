@@ -4,11 +4,15 @@ from robench import hookimpl
 
 from .accuracy import AUC, BreakdownPoint, CleanAccuracy, MedianDistance, RobustAccuracy
 from .fooling import Fooling
+from .generalisation import GEGap, LossVariation, Margins
+from .linear import BoundaryTilting, RobustFeatures
 from .seeds import SeedSummary
+from .spectrum import SingularValues
 from .worst_case import WorstCase
 
-METRICS = (AUC, BreakdownPoint, CleanAccuracy, Fooling, MedianDistance, RobustAccuracy,
-           SeedSummary, WorstCase)
+METRICS = (AUC, BoundaryTilting, BreakdownPoint, CleanAccuracy, Fooling, GEGap, LossVariation,
+           Margins, MedianDistance, RobustAccuracy, RobustFeatures, SeedSummary,
+           SingularValues, WorstCase)
 """Every built-in metric class, registered by :func:`robench_register_metrics`."""
 
 

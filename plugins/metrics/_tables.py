@@ -211,7 +211,7 @@ def auc(accuracy: pd.DataFrame, *, compare: list[str], num_classes: int | None =
                                                            curve["value"].to_numpy()),
                        eps_min=float(grid[0]) if len(grid) else float("nan"),
                        eps_max=float(grid[-1]) if len(grid) else float("nan"),
-                       n=len(grid), note="; ".join(notes))
+                       n_eps=len(grid), note="; ".join(notes))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -410,7 +410,8 @@ def over_seeds(metrics: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     Rows that differ only in ``seed`` and ``cell`` (and their ``value``, ``lower``,
     ``upper``, ``n``, ``note``) are one group; the result has ``metric`` suffixed with
     ``_over_seeds``, ``value`` = mean over seeds, ``lower``/``upper`` = mean -+ t * s /
-    sqrt(k) at ``level`` (NaN with a single seed), ``std`` and ``n_seeds`` = k.
+    sqrt(k) at ``level`` (NaN with a single seed), ``std`` and ``n_seeds`` = k; ``seed``
+    is missing (NA) and ``cell`` lists the cells averaged.
     """
     from scipy import stats
 
@@ -428,5 +429,9 @@ def over_seeds(metrics: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         row = dict(zip(keys, key))
         row.update(metric=f"{row['metric']}_over_seeds", value=mean, lower=mean - half,
                    upper=mean + half, std=std, n_seeds=k)
+        if "cell" in group.columns:
+            row["cell"] = ",".join(sorted(set(map(str, group["cell"]))))
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["seed"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    return out

@@ -1,0 +1,438 @@
+"""Computations that need a trained model, its weights or its data (imports torch).
+
+Private implementation of the per-cell metrics (``Metric.from_cell``); imported only
+inside their methods. Every function returns tidy rows (``metric``, ``value`` plus the
+columns it groups by); the runner adds the cell's identity columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+# ------------------------------------------------------------------- singular values
+
+
+def weight_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, tuple]]:
+    """Linear and 1-d/2-d convolution layers in the order the forward pass uses them,
+    each with the shape of its input (without the batch dimension), found with forward
+    hooks on one input ``x`` (a batch of one). A layer used twice is listed once."""
+    found: dict[str, tuple[str, nn.Module, tuple]] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHT_LAYERS):
+            def hook(mod, inputs, output, name=name):
+                found.setdefault(name, (name, mod, tuple(inputs[0].shape[1:])))
+            hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(was_training)
+    return list(found.values())
+
+
+def dense_kernel(weight: torch.Tensor, groups: int = 1, dilation: tuple[int, ...] = (1,)
+                 ) -> torch.Tensor:
+    """The ``(out, in, *k)`` kernel of a grouped and/or dilated convolution as an
+    ordinary dense one: zeros between groups' channels and between dilated taps."""
+    out_ch, in_per_group, *size = weight.shape
+    dilation = tuple(dilation) * (len(size) // len(dilation)) if len(dilation) == 1 \
+        else tuple(dilation)
+    size_d = [(k - 1) * d + 1 for k, d in zip(size, dilation)]
+    dense = weight.new_zeros(out_ch, in_per_group * groups, *size_d)
+    out_per_group = out_ch // groups
+    taps = tuple(slice(None, None, d) for d in dilation)
+    for g in range(groups):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        cols = slice(g * in_per_group, (g + 1) * in_per_group)
+        dense[(rows, cols) + taps] = weight[rows]
+    return dense
+
+
+def _wrap(kernel: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Fold taps beyond the input size back modulo it (a circular convolution on an
+    input smaller than the kernel adds those taps together)."""
+    for axis, n in enumerate(size, start=2):
+        k = kernel.shape[axis]
+        if k > n:
+            reps = math.ceil(k / n)
+            pad = [0, 0] * (kernel.dim() - axis - 1) + [0, reps * n - k]
+            kernel = F.pad(kernel, pad)
+            shape = kernel.shape[:axis] + (reps, n) + kernel.shape[axis + 1:]
+            kernel = kernel.reshape(shape).sum(axis)
+    return kernel
+
+
+def conv_singular_values(weight: torch.Tensor, input_size: tuple[int, ...], *,
+                         groups: int = 1, dilation: tuple[int, ...] = (1,)) -> torch.Tensor:
+    """Every singular value of the circular convolution of ``weight`` on ``input_size``.
+
+    The FFT method of Sedghi, Gupta and Long ("The singular values of convolutional
+    layers", ICLR 2019), which paper 003 uses for its per-layer spectra (section 5.2.2,
+    appendix B.4): the stride-1 circular convolution is block-diagonalised by the 2-d
+    DFT, so its singular values are those of the ``(out, in)`` matrices of the kernel's
+    DFT at each of the ``prod(input_size)`` frequencies. Computed in float64.
+    """
+    kernel = _wrap(dense_kernel(weight.detach().double().cpu(), groups, dilation), input_size)
+    spatial = tuple(range(2, kernel.dim()))
+    transform = torch.fft.fftn(kernel, s=input_size, dim=spatial)
+    per_freq = transform.permute(*spatial, 0, 1).reshape(-1, *kernel.shape[:2])
+    return torch.linalg.svdvals(per_freq).flatten()
+
+
+def layer_singular_values(module: nn.Module, in_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+    """Singular values of one layer's linear operator (descending) and a caveat note."""
+    if isinstance(module, nn.Linear):
+        values = torch.linalg.svdvals(module.weight.detach().double().cpu())
+        return np.sort(values.numpy())[::-1], ""
+    size = tuple(in_shape[1:])
+    values = conv_singular_values(module.weight, size, groups=module.groups,
+                                  dilation=module.dilation)
+    notes = []
+    padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
+    zero_pad = module.padding_mode == "zeros" and padding not in ("valid", (0,) * len(size))
+    if zero_pad or module.padding_mode not in ("zeros", "circular"):
+        notes.append(f"{module.padding_mode} padding: values are those of the circular "
+                     f"operator, an approximation of this layer's")
+    if padding in ("valid", (0,) * len(size)) and any(k > 1 for k in module.kernel_size):
+        notes.append("no padding: the layer's output is a subset of the circular "
+                     "operator's, whose values bound it (interlacing)")
+    if any(s > 1 for s in module.stride):
+        notes.append(f"stride {tuple(module.stride)}: the strided operator keeps a subset "
+                     f"of the circular one's outputs, so its largest singular value is at "
+                     f"most sv_max")
+    return np.sort(values.numpy())[::-1], "; ".join(notes)
+
+
+def _subsample(values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``limit`` (rank, value) pairs evenly spaced in rank, first and last kept."""
+    if len(values) <= limit:
+        ranks = np.arange(len(values))
+    else:
+        ranks = np.unique(np.linspace(0, len(values) - 1, limit).round().astype(int))
+    return ranks, values[ranks]
+
+
+def singular_values(model: nn.Module, x: torch.Tensor, *, max_values: int) -> pd.DataFrame:
+    """Per-layer singular-value spectra and summaries, plus the spectral complexity.
+
+    Rows per layer (``layer`` = module name, ``layer_index`` = forward order, ``kind``):
+    ``sv_max``, ``sv_min``, ``sv_mean``, ``sv_std`` (population standard deviation, the
+    spread paper 003 Fig. 5c/d plots), ``sv_count`` and up to ``max_values``
+    ``singular_value`` rows (``rank`` 0 = largest; evenly spaced in rank when there are
+    more). Then ``spectral_complexity`` = product of every layer's largest singular
+    value (paper 003 appendix B.4, Definition 7) and its ``log10``.
+    """
+    rows = []
+    spectral = []
+    for index, (name, module, in_shape) in enumerate(weight_layers(model, x)):
+        values, note = layer_singular_values(module, in_shape)
+        kind = "linear" if isinstance(module, nn.Linear) else "conv"
+        base = dict(layer=name, layer_index=index, kind=kind, note=note,
+                    input_shape="x".join(map(str, in_shape)))
+        for metric, value in (("sv_max", values[0]), ("sv_min", values[-1]),
+                              ("sv_mean", values.mean()), ("sv_std", values.std()),
+                              ("sv_count", len(values))):
+            rows.append({**base, "metric": metric, "value": float(value)})
+        ranks, kept = _subsample(values, max_values)
+        rows.extend({**base, "metric": "singular_value", "rank": int(r), "value": float(v)}
+                    for r, v in zip(ranks, kept))
+        spectral.append(values[0])
+    if spectral:
+        log = float(np.sum(np.log10(spectral)))
+        rows.append({"metric": "spectral_complexity", "value": float(10 ** log)})
+        rows.append({"metric": "spectral_complexity_log10", "value": log})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- margins and losses
+
+
+@torch.no_grad()
+def logits_of(model: nn.Module, x: torch.Tensor, device, batch_size: int = 512) -> torch.Tensor:
+    """Logits of ``model`` in eval mode, on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = [model(x[i:i + batch_size].to(device)).float().cpu()
+           for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def per_sample_quantities(logits: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+    """Logit margin, true-class probability and cross-entropy loss of each sample.
+
+    Margin = logit of the true class minus the largest other logit (paper 003 section 3,
+    the margin operator; negative when misclassified).
+    """
+    true = logits.gather(1, y[:, None])[:, 0]
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return {"logit_margin": (true - others.amax(1)).numpy(),
+            "true_class_probability": logits.softmax(1).gather(1, y[:, None])[:, 0].numpy(),
+            "loss": F.cross_entropy(logits, y, reduction="none").numpy()}
+
+
+def distribution_rows(values: np.ndarray, name: str, *, bins: int,
+                      value_range: tuple[float, float], quantiles: int) -> list[dict]:
+    """Summary, quantile and histogram rows of one sample of values.
+
+    Histogram rows (``<name>_hist``) hold the *fraction* of values per bin
+    (``bin_left``/``bin_right``); values beyond the range fall into the end bins.
+    """
+    rows = [{"metric": f"{name}_mean", "value": float(values.mean())},
+            {"metric": f"{name}_std", "value": float(values.std())},
+            {"metric": f"{name}_median", "value": float(np.median(values))}]
+    qs = np.linspace(0, 1, quantiles)
+    rows.extend({"metric": f"{name}_quantile", "quantile": float(q), "value": float(v)}
+                for q, v in zip(qs, np.quantile(values, qs)))
+    lo, hi = value_range
+    counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
+    rows.extend({"metric": f"{name}_hist", "bin_left": float(a), "bin_right": float(b),
+                 "value": float(c / len(values))}
+                for a, b, c in zip(edges[:-1], edges[1:], counts))
+    return rows
+
+
+def margin_rows(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                device, *, bins: int, quantiles: int, loss_max: float) -> pd.DataFrame:
+    """Distributions of logit margin, true-class probability and loss per split.
+
+    Probability histograms span [0, 1]; loss histograms [0, ``loss_max``]; margin
+    histograms the symmetric range of the largest absolute margin of the cell.
+    """
+    rows = []
+    for split, (x, y) in splits.items():
+        values = per_sample_quantities(logits_of(model, x, device), y.cpu())
+        spread = float(np.abs(values["logit_margin"]).max()) or 1.0
+        ranges = {"logit_margin": (-spread, spread), "true_class_probability": (0.0, 1.0),
+                  "loss": (0.0, loss_max)}
+        for name, sample in values.items():
+            for row in distribution_rows(sample, name, bins=bins, value_range=ranges[name],
+                                         quantiles=quantiles):
+                rows.append({**row, "split": split, "n": len(sample)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------- attacks and gaps
+
+
+def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
+             step_size: float, bounds: tuple[float, float], device, seed: int) -> torch.Tensor:
+    """Untargeted Linf PGD with a random start (foolbox ``LinfPGD``), seeded.
+
+    Paper 003's attack: 10 steps of 2/255 (appendix B.1). Returns adversarials on the CPU.
+    """
+    import foolbox as fb
+
+    model.eval()
+    fmodel = fb.PyTorchModel(model, bounds=bounds, device=device)
+    attack = fb.attacks.LinfPGD(abs_stepsize=step_size, steps=steps, random_start=True)
+    devices = [device] if torch.device(device).type == "cuda" else []
+    out = []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for i in range(0, len(x), 256):
+            _, adv, _ = attack(fmodel, x[i:i + 256].to(device), y[i:i + 256].to(device),
+                               epsilons=eps)
+            out.append(adv.detach().cpu())
+    return torch.cat(out)
+
+
+def loss_and_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample cross-entropy and correctness of ``model`` in eval mode."""
+    logits = logits_of(model, x, device)
+    y = y.cpu()
+    return (F.cross_entropy(logits, y, reduction="none").numpy(),
+            (logits.argmax(1) == y).numpy())
+
+
+def gap_rows(train: tuple[float, float], test: tuple[float, float], **columns) -> list[dict]:
+    """GE-gap rows from (loss, accuracy) on the train and test sets (paper 003 Table 6):
+    ``accuracy_gap`` = train - test accuracy, ``loss_gap`` = test - train loss."""
+    (train_loss, train_acc), (test_loss, test_acc) = train, test
+    values = {"train_accuracy": train_acc, "test_accuracy": test_acc,
+              "train_loss": train_loss, "test_loss": test_loss,
+              "accuracy_gap": train_acc - test_acc, "loss_gap": test_loss - train_loss}
+    return [{"metric": k, "value": float(v), **columns} for k, v in values.items()]
+
+
+def clean_gap(history: pd.DataFrame, model: nn.Module, data, device) -> list[dict]:
+    """Clean GE gap from the last epoch of the training history (measured there in eval
+    mode on the full splits); recomputed from the model when there is no history."""
+    if history is not None and len(history):
+        last = history[history["epoch"] == history["epoch"].max()].set_index("split")
+        epoch = int(history["epoch"].max())
+        pair = {s: (float(last.loc[s, "loss"]), float(last.loc[s, "accuracy"]))
+                for s in ("train", "test")}
+        note = f"training history, epoch {epoch} (eval mode)"
+    else:
+        pair = {}
+        for split, (x, y) in (("train", (data.x_train, data.y_train)),
+                              ("test", (data.x_test, data.y_test))):
+            loss, correct = loss_and_correct(model, x, y, device)
+            pair[split] = (float(loss.mean()), float(correct.mean()))
+        note = "recomputed from the model (no training history)"
+    return gap_rows(pair["train"], pair["test"], condition="clean", note=note)
+
+
+def attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, *, eps: float,
+             steps: int, step_size: float, bounds: tuple[float, float], seed: int
+             ) -> dict[str, np.ndarray]:
+    """Per-sample clean loss, adversarial loss and adversarial correctness under
+    :func:`pgd_linf`."""
+    adv = pgd_linf(model, x, y, eps=eps, steps=steps, step_size=step_size, bounds=bounds,
+                   device=device, seed=seed)
+    adv_loss, adv_correct = loss_and_correct(model, adv, y, device)
+    clean_loss, _ = loss_and_correct(model, x, y, device)
+    return {"adv_loss": adv_loss, "adv_correct": adv_correct, "clean_loss": clean_loss}
+
+
+def attacked_gap(model: nn.Module, data, device, *, eps: float, steps: int, step_size: float,
+                 samples: int, seed: int) -> list[dict]:
+    """GE gap under PGD on the first ``samples`` training and test inputs (paper 003
+    section 5.1, "clean and under attack"): rows with ``condition = "pgd"``."""
+    pair = {}
+    for split, (x, y) in (("train", (data.x_train, data.y_train)),
+                          ("test", (data.x_test, data.y_test))):
+        out = attacked(model, x[:samples], y[:samples], device, eps=eps, steps=steps,
+                       step_size=step_size, bounds=data.info.bounds, seed=seed)
+        pair[split] = (float(out["adv_loss"].mean()), float(out["adv_correct"].mean()))
+    note = f"PGD linf eps={eps:g}, {steps} steps of {step_size:g}, random start"
+    return gap_rows(pair["train"], pair["test"], condition="pgd", epsilon=eps, note=note,
+                    n=min(samples, len(data.x_test)))
+
+
+def loss_variation(model: nn.Module, data, device, *, eps: float, steps: int,
+                   step_size: float, samples: int, seed: int) -> list[dict]:
+    """Average maximal loss variation (paper 003 appendix B.5): over the first
+    ``samples`` test inputs, the mean and standard deviation of loss(PGD adversarial)
+    - loss(clean), PGD maximising the loss within the Linf budget ``eps``."""
+    x, y = data.x_test[:samples], data.y_test[:samples]
+    out = attacked(model, x, y, device, eps=eps, steps=steps, step_size=step_size,
+                   bounds=data.info.bounds, seed=seed)
+    variation = out["adv_loss"] - out["clean_loss"]
+    note = f"PGD linf eps={eps:g}, {steps} steps of {step_size:g}, random start"
+    return [{"metric": "loss_variation_mean", "value": float(variation.mean()), "epsilon": eps,
+             "n": len(variation), "note": note},
+            {"metric": "loss_variation_std", "value": float(variation.std()), "epsilon": eps,
+             "n": len(variation), "note": note}]
+
+
+# ------------------------------------------------------------------ linear models
+
+
+def linear_map(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(W, b)`` when ``model`` is a single affine map of its flattened input (only
+    Flatten/Identity/Dropout besides one Linear layer); ``None`` otherwise."""
+    linear = None
+    for module in (m for m in model.modules() if not list(m.children())):
+        if isinstance(module, nn.Linear):
+            if linear is not None:
+                return None
+            linear = module
+        elif not isinstance(module, (nn.Flatten, nn.Identity, nn.Dropout)):
+            return None
+    if linear is None:
+        return None
+    bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+    return linear.weight.detach().double().cpu(), bias.detach().double().cpu()
+
+
+def binary_direction(weight: torch.Tensor, bias: torch.Tensor
+                     ) -> tuple[torch.Tensor, float] | None:
+    """Normal ``w`` and offset ``b`` of a binary linear classifier's boundary, pointing
+    towards class 1: one logit -> itself; two logits -> class 1 minus class 0."""
+    if weight.shape[0] == 1:
+        return weight[0], float(bias[0])
+    if weight.shape[0] == 2:
+        return weight[1] - weight[0], float(bias[1] - bias[0])
+    return None
+
+
+def weight_rms(model: nn.Module) -> float:
+    """Root mean square of every weight (parameters with 2+ dimensions; paper 002)."""
+    weights = [p.detach().double().flatten() for p in model.parameters() if p.dim() > 1]
+    if not weights:
+        return float("nan")
+    flat = torch.cat(weights)
+    return float(flat.pow(2).mean().sqrt())
+
+
+def tilting(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: float) -> list[dict]:
+    """Boundary tilting of a binary linear classifier (paper 002, "Adversarial Distance
+    and Tilting Angle").
+
+    With ``i``/``j`` the centroids of classes 0/1 and ``z = j - i`` the normal of the
+    nearest-centroid classifier: ``tilting_angle`` = angle between ``w`` and ``z``
+    (radians, in [0, pi]); ``d_adv`` = 1/2 ||j - i|| cos(theta), the paper's closed form
+    for balanced classes; ``d_adv_empirical`` = mean over samples of y * d(x), the signed
+    distance to the boundary ``w.x + b = 0`` with y in {-1, +1} (equal to ``d_adv`` when
+    the classes are balanced); ``centroid_distance`` = ||j - i||.
+    """
+    x = x.flatten(1).double()
+    i, j = x[y == 0].mean(0), x[y == 1].mean(0)
+    z = j - i
+    cos = float(torch.dot(w, z) / (w.norm() * z.norm()))
+    cos = min(1.0, max(-1.0, cos))
+    signed = (x @ w + b) / w.norm()
+    sign = (2 * (y == 1).double() - 1)
+    balanced = int((y == 0).sum()) == int((y == 1).sum())
+    return [{"metric": "tilting_angle", "value": math.acos(cos)},
+            {"metric": "d_adv", "value": 0.5 * float(z.norm()) * cos},
+            {"metric": "d_adv_empirical", "value": float((sign * signed).mean()),
+             "note": "" if balanced else "classes unbalanced: differs from d_adv"},
+            {"metric": "centroid_distance", "value": float(z.norm())},
+            {"metric": "weight_norm", "value": float(w.norm())}]
+
+
+def feature_correlations(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Pearson correlation of every (flattened) input feature with the label in {-1, +1}
+    (paper 004 section 2.3, Fig. 2b); constant features get 0."""
+    x = x.flatten(1).double()
+    s = 2 * (y == 1).double() - 1
+    xc, sc = x - x.mean(0), s - s.mean()
+    denom = xc.norm(dim=0) * sc.norm()
+    corr = (xc * sc[:, None]).sum(0) / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return torch.where(denom > 0, corr, torch.zeros_like(corr)).numpy()
+
+
+def robust_feature_rows(corr: np.ndarray, w: np.ndarray | None, *, top_k: int,
+                        per_feature: bool) -> list[dict]:
+    """Rows relating the label correlation of each feature to the weight a linear model
+    puts on it (paper 004 section 2.3): per feature (``feature`` column)
+    ``feature_correlation`` and ``feature_weight``; ``weight_l1`` (Table 4's ||w||_1);
+    ``weight_correlation_alignment`` = Pearson correlation of w with the feature
+    correlations; ``top_k_weight_share`` = share of ||w||_1 on the ``top_k`` features
+    most correlated (in absolute value) with the label."""
+    rows = []
+    if per_feature:
+        rows.extend({"metric": "feature_correlation", "feature": int(f), "value": float(c)}
+                    for f, c in enumerate(corr))
+    if w is None:
+        return rows
+    if per_feature:
+        rows.extend({"metric": "feature_weight", "feature": int(f), "value": float(v)}
+                    for f, v in enumerate(w))
+    top = np.argsort(-np.abs(corr), kind="stable")[:top_k]
+    l1 = float(np.abs(w).sum())
+    rows.append({"metric": "weight_l1", "value": l1})
+    rows.append({"metric": "weight_correlation_alignment",
+                 "value": float(np.corrcoef(w, corr)[0, 1]) if w.std() and corr.std()
+                 else float("nan")})
+    rows.append({"metric": "top_k_weight_share", "value": float(np.abs(w[top]).sum() / l1)
+                 if l1 else float("nan"), "k": top_k})
+    return rows

@@ -1,0 +1,48 @@
+"""Per-layer singular values of a trained model's weight operators (paper 003)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from robench import Metric
+
+
+@dataclasses.dataclass(frozen=True)
+class SingularValuesOptions:
+    max_values: int = dataclasses.field(
+        default=512, metadata={"help": "most singular_value rows kept per layer (evenly "
+                                       "spaced in rank); summaries use every value"})
+
+    def __post_init__(self):
+        if self.max_values < 2:
+            raise ValueError(f"max_values must be >= 2, got {self.max_values}")
+
+
+class SingularValues(Metric):
+    """Singular values of every linear and convolutional layer, their spread, and the
+    spectral complexity (paper 003 section 5.2.2, Fig. 5c/d; appendix B.2, B.4).
+
+    Linear layers: ``torch.linalg.svdvals`` of the weight. Convolutions (1-d and 2-d,
+    grouped and dilated included) are taken as the linear map they apply to their real
+    input size, found by running one test input through the model: the FFT method of
+    Sedghi et al. (2019) gives every singular value of the *circular*, stride-1
+    convolution on that size exactly. Caveat (in the ``note`` of each layer it
+    concerns): a layer with zero padding is not circular, so its values are an
+    approximation; a strided layer keeps a subset of the circular operator's outputs,
+    so its true largest singular value is at most ``sv_max``.
+
+    Rows per layer (``layer``, ``layer_index``, ``kind``, ``input_shape``): ``sv_max``,
+    ``sv_min``, ``sv_mean``, ``sv_std`` (population standard deviation), ``sv_count``,
+    and ``singular_value`` rows by ``rank``; per model ``spectral_complexity`` (product
+    of the layers' spectral norms, Definition 7) and ``spectral_complexity_log10``.
+    """
+
+    name = "singular_values"
+    Options = SingularValuesOptions
+
+    def from_cell(self, cell):
+        from . import _tables, _weights
+
+        x = cell.data.x_test[:1].to(cell.device)
+        return _tables.or_none(_weights.singular_values(cell.model, x,
+                                                        max_values=self.options.max_values))
