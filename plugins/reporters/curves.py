@@ -1,0 +1,134 @@
+"""Accuracy-vs-eps curves per attack (paper 000 Figs. 3-7, PROTOCOLS A3/A4).
+
+One figure per attack, one line per configuration (model / defense), the mean over seeds
+with a band over seeds (seaborn's ``errorbar``: the 95% t-interval of the summary table
+from three seeds on, the range between two seeds) when several seeds ran. The
+eps axis is in the data set's natural units (``k/255`` for 8-bit images, percent of input
+values for L0 budgets). Untargeted attacks on data show unconditional accuracy and the
+accuracy over clean-correct samples side by side (the two conventions of PROTOCOLS
+"Cross-paper conventions"); targeted attacks and generated inputs (fooling images) show
+the attack success rate.
+"""
+
+from __future__ import annotations
+
+from robench import Reporter, ReportSection
+
+from . import _common as C
+
+
+def _attack_order(record, curves) -> list[str]:
+    declared = list(record.get("attacks") or {})
+    seen = set(curves["attack"])
+    return [a for a in declared if a in seen] + sorted(seen - set(declared))
+
+
+def _draw(ax, data, *, y, keys, hue_order, colours, style=None, style_order=None,
+          n_seeds, tm, eps_scale, chance=None, ylabel="accuracy"):
+    """One panel: ``y`` vs eps (natural units), one line per group."""
+    import seaborn as sns
+
+    mult, _ = C.eps_unit(tm, eps_scale)
+    data = data.assign(_x=data["epsilon"].astype(float) * mult)
+    data, hue = C.hue_column(data, keys)
+    hue_order = [g for g in hue_order if g in set(data["group"])]
+    n_points = data["_x"].nunique()
+    C.styled(sns.lineplot, data=data, x="_x", y=y, hue=hue, hue_order=hue_order,
+             palette={g: colours[g] for g in hue_order}, style=style, style_order=style_order,
+             errorbar=C.seed_errorbar(n_seeds)[0],
+             marker="o" if n_points <= 25 else None, markersize=4, ax=ax)
+    if chance is not None:
+        ax.axhline(chance, color="0.5", linestyle=":", linewidth=1, label="chance")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(C.eps_axis_label(tm, eps_scale))
+    ax.set_ylabel(ylabel)
+    C.eps_ticks(ax, tm, eps_scale)
+    ax.legend(fontsize="small", frameon=True)
+
+
+def _n_seeds(frame, by=("group",)) -> int:
+    return int(frame.groupby(list(by))["seed"].nunique().max()) if len(frame) else 0
+
+
+class AccuracyCurves(Reporter):
+    """Accuracy (or attack success rate) vs eps per attack, one line per model/defense,
+    bands across seeds, eps in natural units (k/255, % of values)."""
+
+    name = "accuracy_curves"
+
+    def sections(self, run):
+        record = run.read_run()
+        curves = C.accuracy_curves(run.results)
+        if not len(curves):
+            return []
+        keys = C.group_keys(record)
+        curves = C.add_group(curves, keys)
+        order = C.group_order(record, keys) or list(curves["group"].unique())
+        colours = C.palette(order)
+        info = C.data_info(record)
+        chance = 1 / info["num_classes"] if info.get("num_classes") else None
+        figures = []
+        for attack in _attack_order(record, curves):
+            part = curves[curves["attack"] == attack]
+            tm = part["threat_model"].iloc[0]
+            meta = (record.get("attacks") or {}).get(attack, {})
+            title = f"{attack} ({meta.get('component', '')}, {tm})".replace("(, ", "(")
+            common = dict(keys=keys, hue_order=order, colours=colours,
+                          n_seeds=_n_seeds(part), tm=tm, eps_scale=info["eps_scale"])
+            if part["statistic"].iloc[0] == "accuracy":
+                fig, axes = C.new_figure(2, label=f"Accuracy vs eps under {attack}")
+                _draw(axes[0, 0], part, y="value", chance=chance, **common)
+                axes[0, 0].set_title("all test samples (unconditional)")
+                _draw(axes[0, 1], part.dropna(subset=["conditional"]), y="conditional",
+                      chance=chance, ylabel="accuracy on clean-correct samples", **common)
+                axes[0, 1].set_title("clean-correct samples only")
+            else:
+                fig, axes = C.new_figure(1, label=f"Attack success rate vs eps, {attack}")
+                _draw(axes[0, 0], part, y="value", ylabel="attack success rate", **common)
+            fig.suptitle(title)
+            figures.append(fig)
+        n = curves.groupby(["attack"])["n"].max()
+        text = ("One line per configuration; " +
+                ("shaded bands are 95% t-intervals of the mean over seeds. " if curves.groupby("group")["seed"].nunique().max() > 1 else "")
+                + "The dotted line is chance (1/classes). Samples per point: "
+                + ", ".join(f"{a} {int(v)}" for a, v in n.items()) + ".")
+        return [ReportSection(title="Accuracy vs perturbation budget", text=text,
+                              figures=figures, order=20)]
+
+    def compare(self, runs):
+        """Curves of every run in one figure per attack: colour = configuration,
+        line style = run."""
+        import pandas as pd
+
+        frames, records = [], {}
+        for label, run in runs.items():
+            records[label] = run.read_run()
+            curves = C.accuracy_curves(run.results)
+            if len(curves):
+                frames.append(curves.assign(run=label))
+        if not frames:
+            return []
+        curves = pd.concat(frames, ignore_index=True)
+        cells = pd.concat([C.cell_table(r) for r in records.values()], ignore_index=True)
+        keys = [k for k in C.GROUP_KEYS if cells[k].nunique(dropna=True) > 1] \
+            or ["model", "defense"]
+        curves = C.add_group(curves, keys)
+        order = sorted(curves["group"].unique())
+        colours = C.palette(order)
+        info = C.data_info(next(iter(records.values())))
+        figures = []
+        for attack in sorted(curves["attack"].unique()):
+            part = curves[curves["attack"] == attack]
+            tm = part["threat_model"].iloc[0]
+            fig, axes = C.new_figure(1, width=6.5, label=f"{attack}: runs compared")
+            ylabel = "accuracy" if part["statistic"].iloc[0] == "accuracy" \
+                else "attack success rate"
+            _draw(axes[0, 0], part, y="value", keys=keys, hue_order=order, colours=colours,
+                  style="run", style_order=list(runs), n_seeds=_n_seeds(part, ("run", "group")),
+                  tm=tm,
+                  eps_scale=info["eps_scale"], ylabel=ylabel)
+            fig.suptitle(f"{attack} ({tm})")
+            figures.append(fig)
+        return [ReportSection(title="Accuracy vs perturbation budget across runs",
+                              text="Colour = configuration, line style = run.",
+                              figures=figures, order=20)]

@@ -1,0 +1,171 @@
+"""Image grids from stored artifacts: clean vs adversarial inputs at a few budgets,
+fooling images (inputs generated from noise, PROTOCOLS A6) and first-layer filters (A7).
+
+Artifacts are ``RUN_DIR/artifacts/<cell>/<attack>.npz`` with ``epsilons`` (E,), ``clean``
+(k, *input_shape), ``labels`` (k,; negative for generated inputs), ``adversarial``
+(E, k, *input_shape) and ``pred_adv`` (E, k); an npz holding a ``filters`` array
+(N, C, h, w) is drawn as a filter grid. Only the first seed of each configuration is
+shown, to keep the report small.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+
+from robench import Reporter, ReportSection
+
+from . import _common as C
+
+MAX_SAMPLES = 4
+"""Rows (examples) per grid."""
+
+MAX_BUDGETS = 4
+"""Adversarial columns per grid (nonzero budgets spread over the stored grid)."""
+
+MAX_FIGURES = 12
+"""Grids per report; the rest are listed by name."""
+
+
+def as_image(x: np.ndarray) -> tuple[np.ndarray, str | None] | None:
+    """An input as something ``imshow`` draws: (H, W) grey or (H, W, 3) colour; a flat
+    vector of square length becomes a square image; anything else gives None."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 3 and x.shape[0] in (1, 3):
+        return (x[0], "gray") if x.shape[0] == 1 else (np.moveaxis(x, 0, -1), None)
+    if x.ndim == 3:
+        return x.mean(axis=0), "gray"
+    if x.ndim == 1 and math.isqrt(x.size) ** 2 == x.size:
+        side = math.isqrt(x.size)
+        return x.reshape(side, side), "gray"
+    if x.ndim == 2:
+        return x, "gray"
+    return None
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)``, always including the last."""
+    if n <= k:
+        return list(range(n))
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
+
+
+def first_seed_cells(record, keys) -> dict[str, str]:
+    """``{cell_id: group label}`` for the first seed of each configuration."""
+    cells = C.add_group(C.cell_table(record), keys)
+    if not len(cells):
+        return {}
+    cells = cells.assign(_seed=cells["seed"].astype(str)).sort_values(["group", "_seed"])
+    firsts = cells.drop_duplicates("group")
+    return dict(zip(firsts["cell"], firsts["group"]))
+
+
+def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
+    """Figure: rows = samples, columns = clean input then adversarial inputs at a few
+    budgets; each adversarial panel titled with its prediction (red when wrong)."""
+    eps = np.asarray(arrays["epsilons"], dtype=float)
+    clean, adv = arrays["clean"], arrays["adversarial"]
+    labels, pred = np.asarray(arrays["labels"]), np.asarray(arrays["pred_adv"])
+    budgets = [i for i in range(len(eps)) if eps[i] > 0] or list(range(len(eps)))
+    budgets = [budgets[i] for i in spread(len(budgets), MAX_BUDGETS)]
+    samples = list(range(min(MAX_SAMPLES, len(clean))))
+    lo, hi = bounds
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        stack = np.concatenate([clean.ravel(), adv.ravel()])
+        lo, hi = float(stack.min()), float(stack.max())
+    name = (lambda c: class_names[c] if 0 <= c < len(class_names) else str(c))
+    fig, axes = C.new_figure(1 + len(budgets), len(samples), width=1.55, height=1.75,
+                             label=title, layout=None)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.5 / (1.75 * len(samples)),
+                        wspace=0.15, hspace=0.35)
+    for row, s in enumerate(samples):
+        label = int(labels[s])
+        panels = [(clean[s], "noise start" if label < 0 else f"clean, y={name(label)}",
+                   "black")]
+        for b in budgets:
+            p = int(pred[b, s])
+            colour = "black" if label < 0 else ("tab:green" if p == label else "tab:red")
+            panels.append((adv[b, s],
+                           f"ε={C.format_eps(eps[b], tm, eps_scale)}: ŷ={name(p)}", colour))
+        for col, (x, text, colour) in enumerate(panels):
+            ax = axes[row, col]
+            image = as_image(x)
+            if image is not None:
+                ax.imshow(image[0], cmap=image[1], vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_title(text, fontsize=7, color=colour)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def filter_grid(filters: np.ndarray, title: str):
+    """First-layer filters (N, C, h, w), each scaled to its own [min, max]."""
+    filters = np.asarray(filters, dtype=float)[:64]
+    cols = min(8, len(filters))
+    rows = math.ceil(len(filters) / cols)
+    fig, axes = C.new_figure(cols, rows, width=0.9, height=0.9, label=title, layout=None)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.35 / (0.9 * rows),
+                        wspace=0.1, hspace=0.1)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, w in zip(axes.ravel(), filters):
+        w = (w - w.min()) / (w.max() - w.min() or 1.0)
+        image = as_image(w if w.ndim == 3 else w[None])
+        if image is not None:
+            ax.imshow(image[0], cmap=image[1], vmin=0, vmax=1, interpolation="nearest")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+class AdversarialExamples(Reporter):
+    """Grids of stored examples: clean vs adversarial inputs at a few budgets (prediction
+    in red when wrong), fooling images from noise, and first-layer filters."""
+
+    name = "examples"
+
+    def sections(self, run):
+        record = run.read_run()
+        artifacts = run.artifacts()
+        if not artifacts:
+            return []
+        keys = C.group_keys(record)
+        shown = first_seed_cells(record, keys)
+        info = C.data_info(record)
+        bounds = tuple(float(b) for b in (info.get("bounds") or (0.0, 1.0)))
+        class_names = tuple(info.get("class_names") or ())
+        attacks = record.get("attacks") or {}
+        figures, skipped = [], []
+        for (cell, attack), arrays in sorted(artifacts.items()):
+            if cell not in shown:
+                continue
+            group = shown[cell]
+            if "filters" in arrays:
+                title = f"First-layer filters: {group}"
+                draw = partial(filter_grid, arrays["filters"], title)
+            elif {"epsilons", "clean", "adversarial", "pred_adv", "labels"} <= arrays.keys() \
+                    and as_image(arrays["clean"][0]) is not None:
+                tm = attacks.get(attack, {}).get("threat_model")
+                title = f"{attack} on {group}"
+                draw = partial(example_grid, arrays, title=title, tm=tm,
+                               eps_scale=info["eps_scale"], bounds=bounds,
+                               class_names=class_names)
+            else:
+                continue
+            if len(figures) >= MAX_FIGURES:
+                skipped.append(title)
+                continue
+            figures.append(draw())
+        if not figures:
+            return []
+        text = ("Stored examples of the first seed of each configuration. Each row is one "
+                "input: the clean image, then the adversarial input at a few budgets with "
+                "the model's prediction (green: still correct, red: fooled). Generated "
+                "inputs (fooling images) start from noise and have no label.")
+        if skipped:
+            text += f"\n\nNot drawn (limit of {MAX_FIGURES} grids): " + \
+                ", ".join(C.inline_code(s) for s in skipped) + "."
+        return [ReportSection(title="Examples", text=text, figures=figures, order=60)]

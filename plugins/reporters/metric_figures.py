@@ -1,0 +1,174 @@
+"""Figures for every stored metric beyond the summary table and the accuracy curves.
+
+Generic, driven by the tidy metric rows alone, so new metrics appear without changes:
+
+- rows along an axis column (``epsilon``, ``lambda``, ``gamma``, ``index``, ``bin``, ...)
+  become lines vs that axis — fooling success and margin vs eps (paper 000 Fig. 9),
+  singular-value spectra per layer (paper 003 Sec. 5, by ``index``), tilting angle and
+  d_adv vs lambda (paper 002), histograms by ``bin``;
+- per-layer rows without such an axis become bars per layer (e.g. the std of each
+  layer's singular values);
+- scalar metrics (no axis) become bars per configuration — GE-gap bars (paper 003
+  Table 6) and anything unknown.
+
+Panels are split by ``attack``, ``layer``, ``threat_model`` or ``split`` when those vary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robench import Reporter, ReportSection
+
+from . import _common as C
+
+SHOWN_ELSEWHERE = ("clean_accuracy", "robust_accuracy", "auc")
+"""Metrics the summary table and accuracy curves already show."""
+
+AXES = ("epsilon", "lambda", "gamma", "budget", "index", "bin", "k", "step", "epoch")
+"""Columns that put a metric's rows along an x axis, in order of preference."""
+
+FACETS = ("attack", "layer", "threat_model", "split")
+"""Columns that split a metric into panels when they take several values."""
+
+MAX_PANELS = 6
+
+
+def _present_columns(rows) -> list[str]:
+    return [c for c in rows.columns if rows[c].notna().any()]
+
+
+def _varying(rows, column) -> bool:
+    return column in rows and rows[column].nunique(dropna=True) > 1
+
+
+def _n_seeds(rows) -> int:
+    return int(rows.groupby("group")["seed"].nunique().max()) if "seed" in rows else 1
+
+
+def _line_figure(name, rows, axis, keys, order, colours, eps_scale, record):
+    import seaborn as sns
+
+    facet = next((c for c in FACETS if _varying(rows, c)), None)
+    style = next((c for c in ("split", "threat_model", "attack")
+                  if c != facet and _varying(rows, c)), None)
+    panels = sorted(rows[facet].dropna().unique(), key=str)[:MAX_PANELS] if facet else [None]
+    fig, axes = C.new_figure(min(len(panels), 3), -(-len(panels) // 3), width=4.6,
+                             label=f"{name} vs {axis}")
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_axis_off()
+    errorbar = C.seed_errorbar(_n_seeds(rows))[0]
+    for ax, panel in zip(axes.ravel(), panels):
+        data = rows if panel is None else rows[rows[facet] == panel]
+        x, tm = data[axis].astype(float), None
+        if axis == "epsilon":
+            tm = _threat_model(data, record)
+            x = x * C.eps_unit(tm, eps_scale)[0]
+        data, hue = C.hue_column(data.assign(_x=x), keys)
+        hue_order = [g for g in order if g in set(data["group"])]
+        C.styled(sns.lineplot, data=data, x="_x", y="value", hue=hue, hue_order=hue_order,
+                 palette={g: colours[g] for g in hue_order}, style=style, errorbar=errorbar,
+                 marker="o" if data["_x"].nunique() <= 25 else None, markersize=4, ax=ax)
+        ax.set_xlabel(C.eps_axis_label(tm, eps_scale) if axis == "epsilon" else axis)
+        ax.set_ylabel(name)
+        if axis == "epsilon":
+            C.eps_ticks(ax, tm, eps_scale)
+        positive_x, positive_y = (data["_x"] > 0).all(), (data["value"] > 0).all()
+        if axis == "lambda" and positive_x and data["_x"].max() / data["_x"].min() > 100:
+            ax.set_xscale("log")
+        if positive_y and data["value"].max() / data["value"].min() > 1e3:
+            ax.set_yscale("log")
+        if panel is not None:
+            ax.set_title(f"{facet} = {panel}")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(name)
+    return fig
+
+
+def _threat_model(rows, record) -> str | None:
+    if "threat_model" in rows and rows["threat_model"].notna().any():
+        return str(rows["threat_model"].dropna().iloc[0])
+    attacks = record.get("attacks") or {}
+    if "attack" in rows and rows["attack"].notna().any():
+        return attacks.get(str(rows["attack"].dropna().iloc[0]), {}).get("threat_model")
+    return None
+
+
+def _bar_panel(ax, name, rows, x, keys, order, colours):
+    import seaborn as sns
+
+    rows, hue = C.hue_column(rows, keys)
+    hue_order = [g for g in order if g in set(rows["group"])]
+    if x == "group":
+        x = hue
+    if x == hue and _varying(rows, "attack"):
+        hue, hue_order, palette = "attack", sorted(rows["attack"].dropna().unique()), None
+    else:
+        palette = {g: colours[g] for g in hue_order}
+    C.styled(sns.barplot, data=rows, x=x, y="value", hue=hue, hue_order=hue_order,
+             palette=palette, order=hue_order if x != "layer" else None,
+             errorbar=C.seed_errorbar(_n_seeds(rows))[0], ax=ax)
+    ax.set_title(name)
+    ax.set_xlabel(x)
+    ax.set_ylabel(name)
+    ax.tick_params(axis="x", labelrotation=30, labelsize="small")
+    if ax.get_legend() is not None:
+        ax.legend(fontsize="x-small")
+
+
+class MetricFigures(Reporter):
+    """Figures for every stored metric beyond the summary and the accuracy curves:
+    lines along eps/lambda/index/bin, bars per layer, bars per configuration."""
+
+    name = "metric_figures"
+
+    def sections(self, run):
+        record = run.read_run()
+        metrics = C.all_metrics(run)
+        if not len(metrics):
+            return []
+        metrics = metrics[~metrics["metric"].isin(SHOWN_ELSEWHERE)]
+        metrics = metrics[np.isfinite(metrics["value"].astype(float))]
+        if not len(metrics):
+            return []
+        keys = C.group_keys(record)
+        metrics = C.add_group(metrics, keys)
+        order = C.group_order(record, keys) or list(metrics["group"].unique())
+        colours = C.palette(set(order) | set(metrics["group"]))
+        eps_scale = C.data_info(record)["eps_scale"]
+        figures, scalars, per_layer = [], [], []
+        for name in sorted(metrics["metric"].unique()):
+            rows = metrics[metrics["metric"] == name]
+            rows = rows[_present_columns(rows)].assign(value=lambda f: f["value"].astype(float))
+            axis = next((a for a in AXES if a in rows), None)
+            if axis is not None:
+                figures.append(_line_figure(name, rows, axis, keys, order, colours,
+                                            eps_scale, record))
+            elif "layer" in rows:
+                per_layer.append((name, rows))
+            else:
+                scalars.append((name, rows))
+        for name, rows in per_layer:
+            fig, axes = C.new_figure(1, width=max(5.0, 0.5 * rows["layer"].nunique() + 3),
+                                     label=f"{name} per layer")
+            _bar_panel(axes[0, 0], name, rows, "layer", keys, order, colours)
+            figures.append(fig)
+        for start in range(0, len(scalars), MAX_PANELS):
+            chunk = scalars[start:start + MAX_PANELS]
+            fig, axes = C.new_figure(min(len(chunk), 3), -(-len(chunk) // 3), width=4.2,
+                                     label="Scalar metrics per configuration: "
+                                     + ", ".join(n for n, _ in chunk))
+            for ax in axes.ravel()[len(chunk):]:
+                ax.set_axis_off()
+            for ax, (name, rows) in zip(axes.ravel(), chunk):
+                _bar_panel(ax, name, rows, "group", keys, order, colours)
+            figures.append(fig)
+        if not figures:
+            return []
+        names = sorted(metrics["metric"].unique())
+        band = C.seed_errorbar(_n_seeds(metrics))[1]
+        text = ("Every stored metric not already in the summary table or the accuracy "
+                "curves: " + ", ".join(C.inline_code(n) for n in names) + ". Lines follow "
+                "the metric's axis column (eps in natural units); bars are means over "
+                "seeds" + (f" ({band})" if band else "") + ".")
+        return [ReportSection(title="Metrics", text=text, figures=figures, order=30)]

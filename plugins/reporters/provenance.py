@@ -1,0 +1,226 @@
+"""Provenance and failures: what ran, with what, where, how long, and what broke.
+
+Everything comes from ``run.json`` (and the copy of the experiment file in the run
+directory): configuration and its hash, package versions, device, seeds, timings, the
+status of every cell and (cell, attack) unit, and the error and traceback of each failure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from robench import Reporter, ReportSection
+
+from . import _common as C
+
+MAX_TRACEBACK_LINES = 40
+"""Lines kept from the end of each traceback (the full text stays in run.json)."""
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "n/a"
+    minutes, secs = divmod(float(seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
+
+
+def _tail(text: str) -> str:
+    lines = (text or "").rstrip().splitlines()
+    if len(lines) <= MAX_TRACEBACK_LINES:
+        return "\n".join(lines)
+    return "\n".join([f"... ({len(lines) - MAX_TRACEBACK_LINES} lines omitted, see run.json)",
+                      *lines[-MAX_TRACEBACK_LINES:]])
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}`` (lists of dicts indexed ``a[0].b``)."""
+    out: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        for i, item in enumerate(value):
+            out.update(flatten(item, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = value
+    return out
+
+
+def failures(record) -> tuple[list[dict], list[dict]]:
+    """Failed cells and failed units of a run.json record, each with its error."""
+    cells = [{"cell": cid, **(rec.get("cell") or {}), "error": rec.get("error") or "",
+              "traceback": rec.get("traceback") or ""}
+             for cid, rec in (record.get("cells") or {}).items()
+             if rec.get("status") == "failed"]
+    units = [{"unit": uid, "cell": rec.get("cell"), "attack": rec.get("attack"),
+              "error": rec.get("error") or "", "traceback": rec.get("traceback") or ""}
+             for uid, rec in (record.get("units") or {}).items()
+             if rec.get("status") == "failed"]
+    return cells, units
+
+
+def failure_sections(record) -> list[ReportSection]:
+    """Failed cells and units: a table of errors at the top of the report and their
+    tracebacks at the end (nothing when every cell and unit completed)."""
+    import pandas as pd
+
+    cells, units = failures(record)
+    if not cells and not units and record.get("status") != "failed":
+        return []
+    parts = []
+    if record.get("status") == "failed":
+        parts.append("The run itself ended with status **failed**" +
+                     (f": {C.inline_code(str(record['error']))}" if record.get("error") else "")
+                     + ".")
+    parts.append(f"{len(cells)} cell(s) and {len(units)} attack unit(s) failed; every other "
+                 "cell and unit completed and is reported below. Failed units have no rows "
+                 "in any table or figure; their tracebacks are at the end of the report.")
+    tables = []
+    for items, title in ((cells, "Failed cells"), (units, "Failed attack units")):
+        if items:
+            frame = pd.DataFrame(items).drop(columns=["traceback"])
+            frame.attrs["title"] = title
+            tables.append(frame)
+    out = [ReportSection(title="Failures", text="\n\n".join(parts), tables=tables, order=5)]
+    traces = [f"#### {item.get('unit') or item['cell']}\n\n" + C.code_block(_tail(item["traceback"]))
+              for item in cells + units if item["traceback"]]
+    if traces:
+        out.append(ReportSection(title="Failure tracebacks", text="\n\n".join(traces),
+                                 order=95))
+    return out
+
+
+def _versions_table(record):
+    import pandas as pd
+
+    versions = dict(record.get("versions") or {})
+    plugins = versions.pop("plugins", None) or {}
+    rows = [{"package": k, "version": str(v)} for k, v in versions.items()]
+    if isinstance(plugins, dict):
+        rows += [{"package": f"plugin {k}", "version": str(v)} for k, v in plugins.items()]
+    frame = pd.DataFrame(rows, columns=["package", "version"])
+    frame.attrs["title"] = "Versions"
+    return frame
+
+
+def _attacks_table(record, eps_scale):
+    import pandas as pd
+
+    rows = []
+    for label, meta in (record.get("attacks") or {}).items():
+        eps = [float(e) for e in meta.get("epsilons") or []]
+        tm = meta.get("threat_model")
+        rows.append({"attack": label, "component": meta.get("component", ""),
+                     "library": meta.get("library", ""), "threat model": tm,
+                     "budgets": len(eps),
+                     "range": (f"{C.format_eps(min(eps), tm, eps_scale)} … "
+                               f"{C.format_eps(max(eps), tm, eps_scale)}") if eps else ""})
+    frame = pd.DataFrame(rows)
+    frame.attrs["title"] = "Attacks"
+    return frame
+
+
+def _cells_table(record):
+    import pandas as pd
+
+    units = record.get("units") or {}
+    rows = []
+    for cid, rec in (record.get("cells") or {}).items():
+        cell = rec.get("cell") or {}
+        mine = [u for u in units.values() if u.get("cell") == cid]
+        rows.append({"cell": cid, **{k: cell.get(k) for k in (*C.GROUP_KEYS, "seed")},
+                     "status": rec.get("status"), "cached": rec.get("cached"),
+                     "train time": _duration(rec.get("seconds")),
+                     "attack units": f"{sum(u.get('status') == 'done' for u in mine)}"
+                                     f"/{len(mine)} done",
+                     "attack time": _duration(sum(float(u.get("seconds") or 0) for u in mine))})
+    frame = pd.DataFrame(rows)
+    frame.attrs["title"] = "Cells"
+    return frame
+
+
+def config_text(run, record) -> str:
+    """The experiment file as run (``experiment.toml``) or, failing that, the parsed
+    config as JSON."""
+    path = run.path / "experiment.toml"
+    if path.is_file():
+        return C.code_block(path.read_text(), "toml")
+    config = (record.get("experiment") or {}).get("config")
+    return C.code_block(json.dumps(config, indent=2, default=str), "json")
+
+
+class Provenance(Reporter):
+    """Provenance (config and hash, versions, device, seeds, timings, per-cell status)
+    and a failures section with each failed cell's and unit's error and traceback."""
+
+    name = "provenance"
+
+    def sections(self, run):
+        record = run.read_run()
+        experiment = record.get("experiment") or {}
+        data = C.data_info(record)
+        facts = [
+            ("experiment", experiment.get("name")),
+            ("experiment file", experiment.get("file")),
+            ("config hash", experiment.get("config_hash")),
+            ("status", record.get("status")),
+            ("robench", record.get("robench_version")),
+            ("device", record.get("device")),
+            ("seeds", record.get("seeds")),
+            ("started", record.get("started")),
+            ("finished", record.get("finished")),
+            ("duration", _duration(record.get("duration_s"))),
+            ("data", ", ".join(f"{k} {data[k]}" for k in
+                               ("name", "input_shape", "num_classes", "bounds", "eps_scale")
+                               if data.get(k) is not None)),
+            ("data source", data.get("source")),
+        ]
+        text = "\n".join(f"- **{k}**: {C.inline_code(str(v))}" for k, v in facts
+                         if v not in (None, "", []))
+        text += "\n\n#### Experiment file\n\n" + config_text(run, record)
+        tables = [t for t in (_versions_table(record), _attacks_table(record, data["eps_scale"]),
+                              _cells_table(record)) if len(t)]
+        return [ReportSection(title="Provenance", text=text, tables=tables, order=90),
+                *failure_sections(record)]
+
+    def compare(self, runs):
+        """Key facts side by side, then every config key and version that differs."""
+        import pandas as pd
+
+        records = {label: run.read_run() for label, run in runs.items()}
+
+        def facts(rec):
+            exp = rec.get("experiment") or {}
+            cells, units = failures(rec)
+            return {"experiment": exp.get("name"), "config hash": exp.get("config_hash"),
+                    "status": rec.get("status"), "robench": rec.get("robench_version"),
+                    "device": rec.get("device"), "finished": rec.get("finished"),
+                    "duration": _duration(rec.get("duration_s")),
+                    "failed cells / units": f"{len(cells)} / {len(units)}"}
+
+        overview = pd.DataFrame({label: facts(rec) for label, rec in records.items()})
+        overview = overview.rename_axis("fact").reset_index()
+        overview.attrs["title"] = "Runs"
+        tables = [overview]
+        for title, getter in (("Configuration differences",
+                               lambda r: flatten((r.get("experiment") or {}).get("config"))),
+                              ("Version differences",
+                               lambda r: flatten(r.get("versions") or {}))):
+            flat = {label: getter(rec) for label, rec in records.items()}
+            keys = sorted(set().union(*flat.values()))
+            differ = [k for k in keys
+                      if len({json.dumps(f.get(k), default=str) for f in flat.values()}) > 1]
+            if differ:
+                frame = pd.DataFrame({"key": differ, **{
+                    label: [json.dumps(f.get(k), default=str) if k in f else "—"
+                            for k in differ] for label, f in flat.items()}})
+                frame.attrs["title"] = title
+                tables.append(frame)
+        text = ("Only keys whose values differ between runs are listed."
+                if len(tables) > 1 else "The runs share configuration and versions.")
+        return [ReportSection(title="Provenance across runs", text=text, tables=tables,
+                              order=90)]

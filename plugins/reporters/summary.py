@@ -1,0 +1,310 @@
+"""The summary reporter: one table of scalar metrics and plain-language comparisons.
+
+Columns come from the stored metrics, whatever they are: clean accuracy, the area under
+each attack's accuracy-vs-eps curve (PROTOCOLS "Cross-paper conventions": on the common
+grid, normalised by its range, reported with it), worst case over attacks, and any other
+scalar metric a plugin wrote (unknown names appear under their own name). Sentences
+compare the best and the worst configuration of each attack at the eps grid's midpoint
+(paper 000 Sec. 5 states its L0 finding the same way: "at 26% of pixels swapped ...").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robench import Reporter, ReportSection
+
+from . import _common as C
+
+AXIS_COLUMNS = ("epsilon", "layer", "index", "lambda", "gamma", "budget", "bin", "k", "step",
+                "epoch", "target", "class", "sample")
+"""Columns that make a metric row one point of a curve or distribution, not a scalar."""
+
+META_COLUMNS = ("metric", "value", "lower", "upper", "note", "dataset", "model", "defense",
+                "seed", "cell", "group", "attack_component", "library", "library_version",
+                "eps_min", "eps_max", "attack", "threat_model")
+"""Columns that are never a qualifier of a summary column's name."""
+
+PRETTY = {"clean_accuracy": "clean accuracy", "auc": "AUC", "robust_accuracy": "accuracy",
+          "worst_case_accuracy": "worst case", "worst_case_auc": "worst-case AUC"}
+
+
+def _rank(metric: str) -> int:
+    if metric == "clean_accuracy":
+        return 0
+    if metric == "auc":
+        return 1
+    if metric.startswith("worst_case"):
+        return 2
+    return 3 if C.better_direction(metric) else 4
+
+
+def _threat_model(row: dict, record: dict) -> str | None:
+    tm = row.get("threat_model")
+    if isinstance(tm, str):
+        return tm
+    attack = (record.get("attacks") or {}).get(row.get("attack"), {})
+    return attack.get("threat_model")
+
+
+def _quantity(row: dict, record: dict, eps_scale: float) -> str:
+    """Column label of a scalar metric row: metric, attack (or threat model), eps range
+    in natural units, then any other qualifier as key=value."""
+    parts = [PRETTY.get(row["metric"], row["metric"])]
+    if isinstance(row.get("attack"), str):
+        parts.append(row["attack"])
+    elif isinstance(row.get("threat_model"), str):
+        parts.append(row["threat_model"])
+    label = " · ".join(parts)
+    tm = _threat_model(row, record)
+    if _is_number(row.get("eps_min")) and _is_number(row.get("eps_max")):
+        label += (f" [{C.format_eps(row['eps_min'], tm, eps_scale)}, "
+                  f"{C.format_eps(row['eps_max'], tm, eps_scale)}]")
+    if _is_number(row.get("epsilon")):
+        label += f" @ {C.format_eps(row['epsilon'], tm, eps_scale)}"
+    extras = [f"{k}={v}" for k, v in sorted(row.items())
+              if k not in META_COLUMNS and k not in AXIS_COLUMNS and not _missing(v)
+              and not k.startswith("_")]
+    return label + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _missing(value) -> bool:
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not np.isnan(value)
+
+
+def summary_long(run, keys: list[str]):
+    """Scalar summary values of one run, long form.
+
+    Columns: ``group, quantity, metric, rank, direction, mean, ci, n`` where ``mean`` is
+    the mean over seeds and ``ci`` the half-width of its 95% t-interval (NaN for a single
+    seed). Scalar metrics are rows without a curve axis (eps, layer, ...); per-eps
+    worst-case rows are summarised at the grid's midpoint.
+    """
+    import pandas as pd
+
+    record = run.read_run()
+    eps_scale = C.data_info(record)["eps_scale"]
+    metrics = C.all_metrics(run)
+    pieces = []
+    if len(metrics):
+        frame = C.add_group(metrics, keys)
+        axis = np.zeros(len(frame), dtype=bool)
+        for col in AXIS_COLUMNS:
+            if col != "epsilon":
+                axis |= C.present(frame, col).to_numpy()
+        per_eps = C.present(frame, "epsilon").to_numpy()
+        worst = frame["metric"].astype(str).str.startswith("worst_case").to_numpy()
+        scalar = frame[~axis & ~per_eps]
+        worst_mid = frame[~axis & per_eps & worst]
+        if len(worst_mid):
+            mids = worst_mid.groupby([c for c in ("metric", "attack", "threat_model")
+                                      if c in worst_mid], dropna=False)["epsilon"]
+            worst_mid = worst_mid[worst_mid["epsilon"] == mids.transform(C.midpoint)]
+        pieces = [p for p in (scalar, worst_mid) if len(p)]
+    rows = []
+    for part in pieces:
+        for row in part.to_dict("records"):
+            rows.append({"group": row["group"], "metric": row["metric"],
+                         "quantity": _quantity(row, record, eps_scale),
+                         "seed": row.get("seed"), "value": float(row["value"])})
+    long = pd.DataFrame(rows, columns=["group", "metric", "quantity", "seed", "value"])
+    if "clean_accuracy" not in set(long["metric"]):
+        long = pd.concat([long, _clean_from_results(run, keys)], ignore_index=True)
+    if not len(long):
+        return pd.DataFrame(columns=["group", "quantity", "metric", "rank", "direction",
+                                     "mean", "ci", "n"])
+    per_seed = long.groupby(["group", "metric", "quantity", "seed"], dropna=False,
+                            as_index=False)["value"].mean()
+    out = []
+    for (group, metric, quantity), part in per_seed.groupby(["group", "metric", "quantity"]):
+        mean, ci = C.seeds_summary(part["value"])
+        out.append({"group": group, "quantity": quantity, "metric": metric,
+                    "rank": _rank(metric), "direction": C.better_direction(metric),
+                    "mean": mean, "ci": np.nan if ci is None else ci, "n": len(part)})
+    return pd.DataFrame(out)
+
+
+def _clean_from_results(run, keys):
+    """Clean accuracy from the stored per-sample rows, when no metric gave it.
+
+    Each (cell, sample) of a data-input attack counts once.
+    """
+    import pandas as pd
+
+    results = run.results
+    if not len(results):
+        return pd.DataFrame(columns=["group", "metric", "quantity", "seed", "value"])
+    data = results[results["source"].eq("data")] if "source" in results else results
+    data = data.drop_duplicates(["cell", "sample"])
+    data = C.add_group(data, keys)
+    frame = data.groupby(["group", "seed"], as_index=False)["correct_clean"].mean()
+    return pd.DataFrame({"group": frame["group"], "metric": "clean_accuracy",
+                         "quantity": "clean accuracy (attacked samples)",
+                         "seed": frame["seed"], "value": frame["correct_clean"].astype(float)})
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.4g}"
+
+
+def summary_table(long, order: list[str], group_title: str):
+    """The wide summary table: one row per group (every group of ``order``, empty when a
+    configuration has no values, e.g. its cells failed), one column per quantity, the
+    best per column in ``**bold**`` (where the metric's better direction is known)."""
+    import pandas as pd
+
+    columns = (long[["quantity", "rank"]].drop_duplicates()
+               .sort_values(["rank", "quantity"])["quantity"].tolist())
+    groups = list(order) + sorted(set(long["group"]) - set(order))
+    table = {group_title: groups}
+    for quantity in columns:
+        part = long[long["quantity"] == quantity].set_index("group")
+        direction = int(part["direction"].iloc[0])
+        means = part["mean"].reindex(groups)
+        best = None
+        if direction and means.notna().sum() >= 2:
+            best = means.max() if direction > 0 else means.min()
+        cells = []
+        for group in groups:
+            if group not in part.index or np.isnan(part.at[group, "mean"]):
+                cells.append("")
+                continue
+            mean, ci = part.at[group, "mean"], part.at[group, "ci"]
+            text = _number(mean) + ("" if np.isnan(ci) else f" ± {_number(ci)}")
+            if best is not None and np.isclose(mean, best, rtol=0, atol=1e-12):
+                text = f"**{text}**"
+            cells.append(text)
+        table[quantity] = cells
+    return pd.DataFrame(table)
+
+
+def curve_sentences(run, keys: list[str]) -> list[str]:
+    """One sentence per attack: best and worst configuration at the grid's midpoint."""
+    record = run.read_run()
+    eps_scale = C.data_info(record)["eps_scale"]
+    curves = C.accuracy_curves(run.results)
+    if not len(curves):
+        return []
+    curves = C.add_group(curves, keys)
+    attack_order = list(record.get("attacks") or {})
+    attacks = [a for a in attack_order if a in set(curves["attack"])] + \
+        sorted(set(curves["attack"]) - set(attack_order))
+    sentences = []
+    for attack in attacks:
+        part = curves[curves["attack"] == attack]
+        tm = part["threat_model"].iloc[0]
+        eps = C.midpoint(part["epsilon"])
+        at = part[np.isclose(part["epsilon"], eps)].groupby("group")["value"].mean()
+        is_rate = part["statistic"].iloc[0] != "accuracy"
+        where = f"{C.eps_phrase(eps, tm, eps_scale)} (the grid's midpoint)"
+        best_first = at.sort_values(ascending=is_rate)
+        best, worst = best_first.index[0], best_first.index[-1]
+        if len(at) == 1:
+            what = (f"the attack succeeds on {C.percent(at[best])} of inputs against "
+                    f"**{best}**" if is_rate else
+                    f"**{best}** keeps {C.percent(at[best])} accuracy")
+        elif is_rate:
+            what = (f"the attack succeeds on {C.percent(at[best])} of inputs against "
+                    f"**{best}** and on {C.percent(at[worst])} against **{worst}**")
+        else:
+            what = (f"**{best}** keeps {C.percent(at[best])} accuracy and **{worst}** "
+                    f"{C.percent(at[worst])}")
+        tail = f" (best and worst of {len(at)})" if len(at) > 2 else ""
+        sentences.append(f"Under **{attack}** ({tm}), {where}, {what}{tail}.")
+    return sentences
+
+
+class Summary(Reporter):
+    """Summary table (clean accuracy, AUC per attack, worst case, any scalar metric) with
+    the best value per column marked, and one sentence per attack comparing the best and
+    worst configuration at the eps grid's midpoint."""
+
+    name = "summary"
+
+    def sections(self, run):
+        record = run.read_run()
+        keys = C.group_keys(record)
+        long = summary_long(run, keys)
+        sentences = curve_sentences(run, keys)
+        if not len(long) and not sentences:
+            return []
+        seeds = sorted({c["cell"].get("seed") for c in (record.get("cells") or {}).values()
+                        if c.get("cell")}, key=str)
+        text = []
+        if sentences:
+            text.append("\n".join(f"- {s}" for s in sentences))
+        notes = ["Values are means over " + (f"{len(seeds)} seeds ± the half-width of a 95% "
+                                             "t-interval" if len(seeds) > 1 else "one seed")
+                 + "; the best value of each column is in **bold** (higher is better for "
+                 "accuracy and AUC, lower for gaps and attack success; unmarked columns "
+                 "have no known direction).",
+                 "AUC is the area under accuracy-vs-eps on the grid shown in brackets, "
+                 "divided by its range (1.0 = full accuracy at every budget). Robust "
+                 "accuracy here is unconditional: a sample misclassified when clean counts "
+                 "as broken (paper 000's convention)."]
+        text.append(" ".join(notes))
+        tables = []
+        if len(long):
+            table = summary_table(long, C.group_order(record, keys), " / ".join(keys))
+            table.attrs["title"] = "Summary per configuration"
+            tables.append(table)
+        return [ReportSection(title="Summary", text="\n\n".join(text), tables=tables,
+                              order=10)]
+
+    def compare(self, runs):
+        """Per-run summary values side by side, with deltas against the first run."""
+        import pandas as pd
+
+        labels = list(runs)
+        cells = pd.concat([C.cell_table(r.read_run()) for r in runs.values()],
+                          ignore_index=True)
+        keys = [k for k in C.GROUP_KEYS if cells[k].nunique(dropna=True) > 1] \
+            or ["model", "defense"]
+        merged = None
+        for label, run in runs.items():
+            long = summary_long(run, keys)[["group", "quantity", "rank", "direction", "mean"]]
+            long = long.rename(columns={"mean": label})
+            merged = long if merged is None else merged.merge(
+                long, on=["group", "quantity", "rank", "direction"], how="outer")
+        if merged is None or not len(merged):
+            return []
+        merged = merged.sort_values(["rank", "quantity", "group"], ignore_index=True)
+        group_title = " / ".join(keys)
+        table = pd.DataFrame({group_title: merged["group"], "quantity": merged["quantity"]})
+        for label in labels:
+            table[label] = merged[label].map(lambda v: "" if np.isnan(v) else _number(v))
+        sentences = []
+        first = labels[0]
+        for label in labels[1:]:
+            delta = merged[label] - merged[first]
+            table[f"Δ {label} − {first}"] = delta.map(
+                lambda v: "" if np.isnan(v) else f"{v:+.3f}")
+            known = merged.assign(delta=delta)[merged["direction"].ne(0) & delta.notna()]
+            top = known.reindex(known["delta"].abs().sort_values(ascending=False).index)[:5]
+            for row in top.to_dict("records"):
+                if row["delta"] == 0:
+                    continue
+                verdict = "better" if np.sign(row["delta"]) == row["direction"] else "worse"
+                sentences.append(
+                    f"**{row['quantity']}** of **{row['group']}**: {_number(row[first])} "
+                    f"in {first}, {_number(row[label])} in {label} "
+                    f"({row['delta']:+.3f}, {verdict}).")
+        hashes = {label: (run.read_run().get("experiment") or {}).get("config_hash")
+                  for label, run in runs.items()}
+        same = len(set(hashes.values())) == 1
+        intro = ("All runs share one configuration hash, so differences come from "
+                 "randomness, hardware or library versions." if same else
+                 "The runs' configurations differ (see the provenance comparison).")
+        text = intro
+        if sentences:
+            text += "\n\nLargest changes against the first run:\n\n" + \
+                "\n".join(f"- {s}" for s in sentences)
+        table.attrs["title"] = "Summary values per run (means over seeds)"
+        return [ReportSection(title="Summary across runs", text=text, tables=[table],
+                              order=10)]

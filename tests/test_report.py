@@ -1,0 +1,361 @@
+"""Reports rendered from a hand-built run directory (no model, no torch).
+
+``make_run_dir`` writes a small run by hand — run.json, one results parquet part per
+finished unit, metrics.parquet, histories and example artifacts — with accuracies chosen
+here, so the expected table values and sentences can be computed independently.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robench import Reporter, ReportSection, RobenchError
+from robench.plugins import build_registry
+from robench.report import collect_sections, render_comparison, render_report
+from robench.results import RunStore, atomic_write_json, atomic_write_parquet
+
+N = 20  # samples per attack
+DEFENSES = ("none", "l2", "pgd")
+SEEDS = (0, 1)
+ATTACKS = {
+    "fgsm": {"component": "torchattacks.FGSM", "library": "torchattacks",
+             "threat_model": "linf", "epsilons": [0.0, 1 / 16, 2 / 16, 3 / 16, 4 / 16]},
+    "swap": {"component": "pixel_swap", "library": "robench", "threat_model": "l0",
+             "epsilons": [0.0, 0.1, 0.2, 0.3]},
+}
+# accuracy of seed 0 at each eps of the grid; seed 1 is 0.1 lower wherever that stays >= 0
+ACCURACY = {
+    ("none", "fgsm"): [0.9, 0.6, 0.3, 0.1, 0.0],
+    ("l2", "fgsm"): [0.9, 0.8, 0.6, 0.4, 0.2],
+    ("pgd", "fgsm"): [0.85, 0.85, 0.8, 0.7, 0.6],
+    ("none", "swap"): [0.9, 0.8, 0.7, 0.6],
+    ("l2", "swap"): [0.9, 0.85, 0.8, 0.75],
+    ("pgd", "swap"): [0.85, 0.5, 0.3, 0.2],
+}
+FAILED_UNIT = ("digits-mlp-pgd-s1", "swap")
+FAILED_CELL = "digits-mlp-broken-s0"
+
+
+def accuracy(defense, attack, seed, shift=0.0):
+    acc = np.array(ACCURACY[(defense, attack)]) + shift
+    return np.where(acc >= 0.1 * seed, acc - 0.1 * seed, acc).clip(0, 1)
+
+
+def cell_id(defense, seed):
+    return f"digits-mlp-{defense}-s{seed}"
+
+
+def auc(acc, eps):
+    return float(np.trapezoid(acc, eps) / (max(eps) - min(eps)))
+
+
+def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Path:
+    """Write a complete small run directory by hand; ``shift`` moves every accuracy."""
+    path = Path(path)
+    store = RunStore(path)
+    rng = np.random.default_rng(0)
+    cells, units, metrics = {}, {}, []
+    for defense in DEFENSES:
+        for seed in SEEDS:
+            cid = cell_id(defense, seed)
+            cell = {"dataset": "digits", "model": "mlp", "defense": defense, "seed": seed,
+                    "cell": cid}
+            cells[cid] = {"cell": cell, "status": "done", "cached": False, "seconds": 2.5,
+                          "error": None, "traceback": None}
+            clean_acc = accuracy(defense, "fgsm", seed, shift)[0]
+            metrics.append({**cell, "metric": "clean_accuracy", "value": clean_acc})
+            metrics.append({**cell, "metric": "ge_gap_accuracy",
+                            "value": 0.05 * (DEFENSES.index(defense) + 1)})
+            metrics.append({**cell, "metric": "mystery_score", "value": 3.0 + seed})
+            for layer, std in (("fc1", 0.4), ("fc2", 0.2)):
+                metrics.append({**cell, "metric": "singular_value_std", "layer": layer,
+                                "value": std + 0.01 * seed})
+            history = pd.DataFrame([
+                {"epoch": e, "split": split, "loss": 2.0 / e + (0.3 if split == "test" else 0),
+                 "accuracy": 0.3 * e - (0.05 if split == "test" else 0)}
+                for e in (1, 2, 3) for split in ("train", "test")])
+            atomic_write_parquet(store.cell_dir(cid) / "history.parquet", history)
+            for attack, meta in ATTACKS.items():
+                uid = f"{cid}--{attack}"
+                if (cid, attack) == FAILED_UNIT:
+                    units[uid] = {"cell": cid, "attack": attack, "status": "failed",
+                                  "seconds": 0.1, "rows": 0,
+                                  "error": "ValueError: swap exploded",
+                                  "traceback": "Traceback (most recent call last):\n  "
+                                  "File \"x.py\", line 1, in <module>\n"
+                                  "ValueError: swap exploded"}
+                    continue
+                eps = meta["epsilons"]
+                acc = accuracy(defense, attack, seed, shift)
+                rows = []
+                for e, a in zip(eps, acc):
+                    correct = np.arange(N) < round(a * N)
+                    clean = np.arange(N) < round(acc[0] * N)
+                    for s in range(N):
+                        rows.append({**cell, "attack": attack,
+                                     "attack_component": meta["component"],
+                                     "library": meta["library"], "library_version": "1.0",
+                                     "threat_model": meta["threat_model"], "epsilon": e,
+                                     "sample": s, "source": "data", "target": pd.NA,
+                                     "label": s % 10, "pred_clean": s % 10,
+                                     "pred_adv": s % 10 if correct[s] else (s + 1) % 10,
+                                     "success": not correct[s], "distance": e,
+                                     "confidence": 0.9, "margin": 0.5,
+                                     "correct_clean": bool(clean[s]),
+                                     "correct_adv": bool(correct[s])})
+                frame = pd.DataFrame(rows)
+                frame["target"] = frame["target"].astype("Int64")
+                frame["label"] = frame["label"].astype("Int64")
+                atomic_write_parquet(store.part_path(uid), frame)
+                units[uid] = {"cell": cid, "attack": attack, "status": "done", "seconds": 1.5,
+                              "rows": len(frame), "error": None, "traceback": None}
+                metrics.append({**cell, "metric": "auc", "attack": attack,
+                                "threat_model": meta["threat_model"], "eps_min": min(eps),
+                                "eps_max": max(eps), "value": auc(acc, eps)})
+                if attack == "fgsm":
+                    for e in eps:
+                        metrics.append({**cell, "metric": "fooling_success", "attack": attack,
+                                        "threat_model": "linf", "epsilon": e,
+                                        "value": min(1.0, 2 * e)})
+                    clean_x = rng.uniform(0, 1, size=(3, 1, 8, 8)).astype("float32")
+                    adv = np.stack([np.clip(clean_x + e * rng.choice([-1, 1], clean_x.shape),
+                                            0, 1) for e in eps]).astype("float32")
+                    pred = np.array([[lab if i == 0 else (lab + i) % 10 for lab in (0, 1, 2)]
+                                     for i in range(len(eps))])
+                    path_npz = store.artifact_path(cid, attack)
+                    path_npz.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(path_npz, epsilons=np.array(eps), clean=clean_x,
+                             labels=np.array([0, 1, 2]), adversarial=adv, pred_adv=pred)
+    cells[FAILED_CELL] = {"cell": {"dataset": "digits", "model": "mlp", "defense": "broken",
+                                   "seed": 0, "cell": FAILED_CELL},
+                          "status": "failed", "cached": False, "seconds": 0.2,
+                          "error": "RuntimeError: CUDA out of memory (fixture)",
+                          "traceback": "Traceback (most recent call last):\n"
+                          "RuntimeError: CUDA out of memory (fixture)"}
+    atomic_write_parquet(store.metrics_path, pd.DataFrame(metrics))
+    (path / "experiment.toml").write_text(
+        f'[experiment]\nname = "{name}"\nseeds = [0, 1]\n\n[data]\ndataset = "digits"\n')
+    atomic_write_json(store.run_json_path, {
+        "robench_version": "0.1.0",
+        "experiment": {"name": name, "file": "benchmarks/fixture.toml",
+                       "config": {"experiment": {"name": name, "seeds": [0, 1]},
+                                  "data": {"dataset": "digits"},
+                                  "training": {"epochs": 3 if shift == 0 else 4}},
+                       "config_hash": "abc123def4567890" if shift == 0 else "fff000"},
+        "data": {"name": "digits", "input_shape": [1, 8, 8], "num_classes": 10,
+                 "bounds": [0.0, 1.0], "eps_scale": 16,
+                 "source": "scikit-learn load_digits, see https://archive.ics.uci.edu"},
+        "versions": {"python": "3.11", "torch": "2.14.1", "foolbox": "3.3.4",
+                     "torchattacks": "3.5.1", "adversarial-robustness-toolbox": "1.20.1",
+                     "robench": "0.1.0", "plugins": {}},
+        "device": "cpu", "seeds": [0, 1], "started": "2026-11-23T08:00:00Z",
+        "finished": "2026-11-23T08:01:30Z", "duration_s": 90.0, "status": "done",
+        "cells": cells, "units": units, "attacks": ATTACKS})
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """The fixture run rendered once with the built-in reporters only."""
+    run_dir = make_run_dir(tmp_path_factory.mktemp("report") / "run")
+    paths = render_report(run_dir, registry=build_registry(autoload=False))
+    return run_dir, paths
+
+
+class ListRegistry:
+    """The two registry methods the renderer uses, over a fixed list of reporters."""
+
+    def __init__(self, *reporters):
+        self.reporters = {cls.name: cls for cls in reporters}
+
+    def names(self, kind):
+        assert kind == "reporter"
+        return sorted(self.reporters)
+
+    def get(self, kind, name):
+        return self.reporters[name]
+
+
+def _summary(run_dir):
+    from robench_plugins.reporters.summary import Summary
+
+    (section,) = Summary().sections(RunStore(run_dir))
+    return section
+
+
+def test_summary_table_values_and_best_marked(rendered):
+    run_dir, _ = rendered
+    table = _summary(run_dir).tables[0].set_index("defense")
+    eps = ATTACKS["fgsm"]["epsilons"]
+    for defense in DEFENSES:
+        mean = np.mean([auc(accuracy(defense, "fgsm", s), eps) for s in SEEDS])
+        cell = table.at[defense, "AUC · fgsm [0, 4/16]"]
+        assert cell.strip("*").startswith(f"{mean:.3f} ± "), (defense, cell)
+    # pgd has the largest fgsm AUC; the GE gap grows none < l2 < pgd
+    assert table.at["pgd", "AUC · fgsm [0, 4/16]"].startswith("**")
+    assert not table.at["none", "AUC · fgsm [0, 4/16]"].startswith("**")
+    assert table.at["none", "ge_gap_accuracy"].startswith("**0.050")  # lower is better
+    # clean accuracy: none and l2 tie at (0.9 + 0.8) / 2 for seeds 0 and 1
+    assert table.at["none", "clean accuracy"].startswith("**0.850")
+    assert table.at["l2", "clean accuracy"].startswith("**0.850")
+    assert table.at["pgd", "clean accuracy"] == "0.800 ± 0.635"  # t(1) interval of 0.85/0.75
+    # the failed pgd/seed-1 swap unit leaves one seed: no interval
+    assert table.at["pgd", "AUC · swap [0, 30%]"] == \
+        f"{auc(accuracy('pgd', 'swap', 0), ATTACKS['swap']['epsilons']):.3f}"
+    # an unknown metric still gets a column (no best marked: direction unknown)
+    assert table.at["none", "mystery_score"] == "3.500 ± 6.353"
+    assert table.at["broken", "clean accuracy"] == ""
+
+
+def test_summary_sentences(rendered):
+    run_dir, _ = rendered
+    text = _summary(run_dir).text
+    assert ("Under **fgsm** (linf), at ε = 2/16 (the grid's midpoint), **pgd** keeps 75% "
+            "accuracy and **none** 25% (best and worst of 3).") in text
+    assert ("Under **swap** (l0), at 10% of input values changed (the grid's midpoint), "
+            "**l2** keeps 80% accuracy and **pgd** 50% (best and worst of 3).") in text
+
+
+def test_report_files_are_self_contained(rendered):
+    run_dir, paths = rendered
+    assert set(paths) == {"html", "md"}
+    page = paths["html"].read_text()
+    md = paths["md"].read_text()
+
+    class Refs(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.refs, self.images = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            for key, value in attrs:
+                if key in ("src", "href"):
+                    self.refs.append(value)
+            self.images += tag == "img"
+
+    parser = Refs()
+    parser.feed(page)
+    figures = sorted((run_dir / "figures").glob("*.png"))
+    assert parser.images == len(figures) >= 6
+    assert all(r.startswith(("data:image/png;base64,", "#")) for r in parser.refs), \
+        [r[:40] for r in parser.refs if not r.startswith(("data:", "#"))]
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+    assert len(re.findall(r"!\[[^\]]*\]\(figures/[^)]+\.png\)", md)) == len(figures)
+    for text in (page, md):
+        assert "swap exploded" in text and "CUDA out of memory (fixture)" in text
+        assert "abc123def4567890" in text and "mystery_score" in text
+    # traceback text is escaped, not parsed as markup
+    assert "in &lt;module&gt;" in page
+    # the data source URL is shown as text, never as a link
+    assert "https://archive.ics.uci.edu" in page
+
+
+def test_broken_reporter_is_reported_and_others_survive(tmp_path):
+    class Broken(Reporter):
+        """Always fails."""
+
+        name = "zz_broken"
+
+        def sections(self, run):
+            raise RuntimeError("reporter exploded on purpose")
+
+    class Sneaky(Reporter):
+        """Tries to inject markup and an external image."""
+
+        name = "zz_sneaky"
+
+        def sections(self, run):
+            return [ReportSection(title="Sneaky", order=70,
+                                  text="<img src='https://example.org/x.png'> and "
+                                       "![remote](https://example.org/y.png) <b>bold</b>")]
+
+    from robench_plugins.reporters import Provenance, Summary
+
+    run_dir = make_run_dir(tmp_path / "run")
+    registry = ListRegistry(Broken, Sneaky, Summary, Provenance)
+    sections = collect_sections(RunStore(run_dir), registry)
+    titles = [s.title for s in sections]
+    assert titles == ["Reporter 'zz_broken' failed", "Failures", "Summary", "Sneaky",
+                      "Provenance", "Failure tracebacks"]
+    assert "reporter exploded on purpose" in sections[0].text
+    page = render_report(run_dir, registry=registry, formats=("html",))["html"].read_text()
+    assert "reporter exploded on purpose" in page
+    assert "<img src='https" not in page and 'src="https' not in page
+    assert "&lt;img src=" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert not (run_dir / "report.md").exists()
+
+
+def test_report_is_reproducible_on_a_copied_run(rendered, tmp_path):
+    run_dir, paths = rendered
+    copy = tmp_path / "elsewhere" / "copied"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report.*", "figures"))
+    again = render_report(copy, registry=build_registry(autoload=False))
+    assert again["html"].read_bytes() == paths["html"].read_bytes()
+    assert again["md"].read_bytes() == paths["md"].read_bytes()
+    assert [p.read_bytes() for p in sorted((copy / "figures").glob("*.png"))] == \
+        [p.read_bytes() for p in sorted((run_dir / "figures").glob("*.png"))]
+
+
+def test_comparison_shows_deltas(tmp_path):
+    first = make_run_dir(tmp_path / "a" / "run")
+    second = make_run_dir(tmp_path / "b" / "run", shift=-0.05, name="shifted")
+    paths = render_comparison([first, second], tmp_path / "cmp",
+                              registry=build_registry(autoload=False))
+    md = paths["md"].read_text()
+    assert md.startswith("# robench comparison: run vs run#2")
+    eps = ATTACKS["fgsm"]["epsilons"]
+    a = np.mean([auc(accuracy("l2", "fgsm", s), eps) for s in SEEDS])
+    b = np.mean([auc(accuracy("l2", "fgsm", s, -0.05), eps) for s in SEEDS])
+    row = next(line for line in md.splitlines()
+               if line.startswith("| l2 | AUC · fgsm [0, 4/16] |"))
+    assert row == f"| l2 | AUC · fgsm [0, 4/16] | {a:.3f} | {b:.3f} | {b - a:+.3f} |"
+    assert "training.epochs" in md and "abc123def4567890" in md and "fff000" in md
+    assert "worse)." in md  # lower accuracy everywhere in the shifted run
+    assert len(list((tmp_path / "cmp" / "figures").glob("*.png"))) == 3  # 2 attacks, training
+    assert "data:image/png;base64," in paths["html"].read_text()
+
+
+def test_builtin_reporters_are_registered_and_light():
+    import subprocess
+    import sys
+
+    names = build_registry(autoload=False).names("reporter")
+    assert names == ["accuracy_curves", "examples", "metric_figures", "provenance", "summary",
+                     "training_curves"]
+    code = ("import sys, robench.report, robench_plugins.reporters; "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_eps_units():
+    from robench_plugins.reporters import _common as C
+
+    assert C.format_eps(8 / 255, "linf", 255) == "8/255"
+    assert C.format_eps(0.26, "l0", 1) == "26%"
+    assert C.format_eps(0.5, "l2", 255) == "0.5"
+    assert C.format_eps(0.0, "linf", 255) == "0"
+    assert C.format_eps(0.1, "linf", 1) == "0.1"
+    assert C.eps_phrase(0.26, "l0", 255) == "at 26% of input values changed"
+    assert C.midpoint([0, 0.1, 0.2, 0.3]) == 0.1
+    assert C.midpoint(np.arange(0, 129) / 255) == 64 / 255
+
+
+def test_unknown_format_is_refused(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run")
+    with pytest.raises(ValueError, match="unknown report format"):
+        render_report(run_dir, registry=build_registry(autoload=False), formats=("pdf",))
+
+
+def test_missing_run_json_names_the_directory(tmp_path):
+    with pytest.raises(RobenchError, match="no run.json"):
+        render_report(tmp_path, registry=build_registry(autoload=False))
