@@ -188,3 +188,35 @@ def test_bootstrap_covers_true_mean_at_about_nominal_rate():
         covered += lo <= p <= hi
     # binomial sd of the rate over 200 reps ~ 0.021; percentile intervals under-cover a bit
     assert 0.82 <= covered / reps <= 0.96
+
+
+def test_attack_success_over_sample_target_pairs():
+    from robench_plugins.metrics.accuracy import AttackSuccess
+
+    # JSMA-like: 2 samples x 2 targets at gamma 0.05; (target, pred_adv, distance)
+    attempts = {0: [(1, 1, 0.02), (2, 0, 0.05)], 1: [(0, 0, 0.04), (2, 2, 0.01)]}
+    rows = [dict(attack="jsma", threat_model="l0", epsilon=0.05, sample=s, label=s,
+                 pred_clean=s, target=t, pred_adv=p, distance=dist)
+            for s, tries in attempts.items() for t, p, dist in tries]
+    out = AttackSuccess().from_results(result_frame(rows)).set_index("metric")["value"]
+    assert out["success_rate"] == pytest.approx(3 / 4)
+    assert out["mean_distance"] == pytest.approx((0.02 + 0.05 + 0.04 + 0.01) / 4)
+    assert out["mean_distance_success"] == pytest.approx((0.02 + 0.04 + 0.01) / 3)
+
+
+def test_every_result_metric_handles_an_empty_frame():
+    from robench.results import RESULT_COLUMNS
+    from robench_plugins.metrics import METRICS
+
+    empty = pd.DataFrame(columns=list(RESULT_COLUMNS))
+    for metric in METRICS:
+        assert metric().from_results(empty) is None, metric.name
+
+
+def test_chance_uses_the_class_count_the_host_attaches():
+    frame = result_frame(curve_rows("a", {0.0: 1.0, 0.1: 0.5, 0.2: 0.25}))
+    inferred = BreakdownPoint().from_results(frame)      # labels 0/1 seen: chance 1/2
+    assert pick(inferred, convention="unconditional")["value"] == pytest.approx(0.1)
+    frame.attrs["num_classes"] = 4                       # chance 1/4
+    out = BreakdownPoint().from_results(frame)
+    assert pick(out, convention="unconditional")["value"] == pytest.approx(0.2)

@@ -435,3 +435,26 @@ def over_seeds(metrics: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     out["seed"] = pd.array([pd.NA] * len(out), dtype="Int64")
     return out
+
+
+def attack_success(results: pd.DataFrame) -> pd.DataFrame:
+    """Attack success rate and perturbation size per (cell, attack, eps), over attempts.
+
+    PROTOCOLS A5 (paper 000 section 6.3.2, Table 2): an attempt is one (sample, target)
+    row of the data inputs (misclassified sources are not skipped). ``success_rate`` =
+    fraction of successful attempts (the host's ``success``: targeted, the target was
+    reached; untargeted, the label changed); ``mean_distance`` = mean host-measured
+    distance over all attempts, ``mean_distance_success`` over the successful ones (NaN
+    if none). For L0 attacks the distance is the fraction of input values changed.
+    """
+    data = data_rows(results)
+    if data.empty:
+        return pd.DataFrame()
+    frame = data.assign(success=data["success"].astype(bool))
+    frame["distance_success"] = frame["distance"].where(frame["success"])
+    keys = CELL + ATTACK + ["epsilon"]
+    agg = frame.groupby(keys, sort=True, dropna=False).agg(
+        success_rate=("success", "mean"), mean_distance=("distance", "mean"),
+        mean_distance_success=("distance_success", "mean"),
+        n=("success", "size")).reset_index()
+    return agg.melt(id_vars=keys + ["n"], var_name="metric", value_name="value")

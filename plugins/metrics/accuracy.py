@@ -81,7 +81,8 @@ class CurveOptions:
                                          "every compared curve is at or below chance"})
     num_classes: int = dataclasses.field(
         default=0, metadata={"help": "number of classes for chance = 1/num_classes; "
-                                     "0 = inferred from the largest label/prediction"})
+                                     "0 = from the data set (results.attrs) or inferred "
+                                     "from the largest label/prediction"})
 
     def __post_init__(self):
         allowed = {"dataset", "model", "defense", "seed", "cell", "attack", "threat_model"}
@@ -93,9 +94,12 @@ class CurveOptions:
 
 
 def _num_classes(options, results) -> int:
+    """The option if set, else ``results.attrs["num_classes"]`` if the host put it
+    there, else inferred from the largest label or prediction in the frame."""
     from . import _tables
 
-    return options.num_classes or _tables.infer_num_classes(results)
+    return (options.num_classes or int(results.attrs.get("num_classes", 0))
+            or _tables.infer_num_classes(results))
 
 
 class AUC(Metric):
@@ -130,7 +134,8 @@ class AUC(Metric):
 class ChanceOptions:
     num_classes: int = dataclasses.field(
         default=0, metadata={"help": "number of classes for chance = 1/num_classes; "
-                                     "0 = inferred from the largest label/prediction"})
+                                     "0 = from the data set (results.attrs) or inferred "
+                                     "from the largest label/prediction"})
 
     def __post_init__(self):
         if self.num_classes < 0 or self.num_classes == 1:
@@ -175,3 +180,21 @@ class MedianDistance(Metric):
         from . import _tables
 
         return _tables.or_none(_tables.median_distance(results))
+
+
+class AttackSuccess(Metric):
+    """Attack success rate and mean perturbation per (cell, attack, eps) over attempts.
+
+    PROTOCOLS A5 (paper 000 section 6.3.2, Table 2, JSMA): every (sample, target) row of
+    the data inputs is one attempt, misclassified sources included. Rows
+    ``success_rate``, ``mean_distance`` (all attempts) and ``mean_distance_success``
+    (successful attempts only; for L0 attacks the distance is the fraction of input
+    values changed, the table's "perturbed fraction"), with ``n`` attempts.
+    """
+
+    name = "attack_success"
+
+    def from_results(self, results):
+        from . import _tables
+
+        return _tables.or_none(_tables.attack_success(results))

@@ -6,8 +6,8 @@ import dataclasses
 
 from robench import Metric
 
-SUMMARISED = ("clean_accuracy", "robust_accuracy", "auc", "worst_case", "breakdown_point",
-              "median_distance", "fooling")
+SUMMARISED = ("attack_success", "auc", "breakdown_point", "clean_accuracy", "fooling",
+              "median_distance", "robust_accuracy", "worst_case")
 """Built-in result-frame metrics that ``seed_summary`` can aggregate."""
 
 
@@ -46,12 +46,19 @@ class SeedSummary(Metric):
         import pandas as pd
 
         from . import _tables
-        from .accuracy import AUC, BreakdownPoint, CleanAccuracy, MedianDistance, RobustAccuracy
+        from .accuracy import (
+            AUC,
+            AttackSuccess,
+            BreakdownPoint,
+            CleanAccuracy,
+            MedianDistance,
+            RobustAccuracy,
+        )
         from .fooling import Fooling
         from .worst_case import WorstCase
 
-        classes = {c.name: c for c in (AUC, BreakdownPoint, CleanAccuracy, MedianDistance,
-                                       RobustAccuracy, Fooling, WorstCase)}
+        classes = {c.name: c for c in (AUC, AttackSuccess, BreakdownPoint, CleanAccuracy,
+                                       Fooling, MedianDistance, RobustAccuracy, WorstCase)}
         frames = []
         for name in self.options.metrics:
             rows = classes[name]().from_results(results)
