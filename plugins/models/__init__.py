@@ -2,10 +2,14 @@
 
 from robench import hookimpl
 
+from .cnn import GallowayCNN, LeNet5
+from .linear import LinearSVM, LogisticRegression
 from .mlp import MLP
+from .resnet import ResNet, WideResNet
 
 
 @hookimpl
 def robench_register_models(register):
     """Register the built-in models."""
-    register(MLP)
+    for cls in (MLP, LogisticRegression, LinearSVM, LeNet5, GallowayCNN, ResNet, WideResNet):
+        register(cls)

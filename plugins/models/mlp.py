@@ -6,14 +6,17 @@ import dataclasses
 
 from robench import Model
 
+from ._common import CommonOptions, finish
+
 
 @dataclasses.dataclass(frozen=True)
-class MLPOptions:
+class MLPOptions(CommonOptions):
     hidden: tuple[int, ...] = dataclasses.field(
         default=(128,), metadata={"help": "width of each hidden layer"})
     bias: bool = dataclasses.field(default=True, metadata={"help": "use bias terms"})
 
     def __post_init__(self):
+        super().__post_init__()
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden layer widths must be positive, got {list(self.hidden)}")
 
@@ -35,4 +38,4 @@ class MLP(Model):
             layers += [nn.Linear(width, h, bias=self.options.bias), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, info.num_classes, bias=self.options.bias))
-        return nn.Sequential(*layers)
+        return finish(nn.Sequential(*layers), self.options, info)
