@@ -76,8 +76,8 @@ def test_singular_values_of_a_small_cnn():
                           nn.Conv2d(3, 2, 3, stride=2, padding=1), nn.ReLU(),
                           nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
     x = torch.rand(5, 1, 6, 6)
-    cell = make_cell(model, x, torch.zeros(5, dtype=torch.long), x, torch.zeros(5, dtype=torch.long),
-                     num_classes=4)
+    y = torch.zeros(5, dtype=torch.long)
+    cell = make_cell(model, x, y, x, y, num_classes=4)
     out = SingularValues(SingularValues.Options(max_values=10)).from_cell(cell)
     conv0 = model[0].double()
     expected0 = torch.linalg.svdvals(unrolled(conv0, (1, 6, 6))).numpy()
@@ -91,8 +91,9 @@ def test_singular_values_of_a_small_cnn():
     assert rows_of(out, "sv_max", layer="5")["value"].iat[0] == pytest.approx(lin[0])
     assert len(rows_of(out, "singular_value", layer="0")) == 10        # subsampled
     assert len(rows_of(out, "singular_value", layer="5")) == 4
-    maxima = out[out["metric"] == "sv_max"].sort_values("layer_index")["value"].to_numpy()
-    assert list(out[out["metric"] == "sv_max"].sort_values("layer_index")["layer"]) == ["0", "2", "5"]
+    maxima = rows_of(out, "sv_max").sort_values("layer_index")
+    assert list(maxima["layer"]) == ["0", "2", "5"]
+    maxima = maxima["value"].to_numpy()
     assert rows_of(out, "spectral_complexity")["value"].iat[0] == pytest.approx(np.prod(maxima))
 
 
@@ -198,8 +199,10 @@ def test_loss_variation_matches_hand_computation():
                      bounds=(-5.0, 5.0))
     out = LossVariation(PGDOptions(eps=0.6, steps=10, step_size=0.2)).from_cell(cell)
     diffs = [softplus(3.2) - softplus(2), softplus(-0.8) - softplus(-2)]
-    assert rows_of(out, "loss_variation_mean")["value"].iat[0] == pytest.approx(np.mean(diffs), rel=1e-4)
-    assert rows_of(out, "loss_variation_std")["value"].iat[0] == pytest.approx(np.std(diffs), rel=1e-3)
+    mean = rows_of(out, "loss_variation_mean")["value"].iat[0]
+    std = rows_of(out, "loss_variation_std")["value"].iat[0]
+    assert mean == pytest.approx(np.mean(diffs), rel=1e-4)
+    assert std == pytest.approx(np.std(diffs), rel=1e-3)
 
 
 def test_margins_distribution_rows():

@@ -2,7 +2,14 @@
 
 from robench import hookimpl
 
-from .accuracy import AUC, AttackSuccess, BreakdownPoint, CleanAccuracy, MedianDistance, RobustAccuracy
+from .accuracy import (
+    AUC,
+    AttackSuccess,
+    BreakdownPoint,
+    CleanAccuracy,
+    MedianDistance,
+    RobustAccuracy,
+)
 from .fooling import Fooling
 from .generalisation import GEGap, LossVariation, Margins
 from .linear import BoundaryTilting, RobustFeatures
@@ -10,8 +17,8 @@ from .seeds import SeedSummary
 from .spectrum import SingularValues
 from .worst_case import WorstCase
 
-METRICS = (AUC, AttackSuccess, BoundaryTilting, BreakdownPoint, CleanAccuracy, Fooling, GEGap, LossVariation,
-           Margins, MedianDistance, RobustAccuracy, RobustFeatures, SeedSummary,
+METRICS = (AUC, AttackSuccess, BoundaryTilting, BreakdownPoint, CleanAccuracy, Fooling, GEGap,
+           LossVariation, Margins, MedianDistance, RobustAccuracy, RobustFeatures, SeedSummary,
            SingularValues, WorstCase)
 """Every built-in metric class, registered by :func:`robench_register_metrics`."""
 

@@ -127,7 +127,8 @@ def accuracy_from_samples(samples: pd.DataFrame, keys: list[str], metric: str, *
     """Both conventions of robust accuracy from per-sample ``robust``/``correct_clean``.
 
     Returns rows with a ``convention`` column: ``unconditional`` (mean over all samples)
-    and ``conditional`` (mean over clean-correct samples; NaN when there are none).
+    and ``conditional`` (mean over clean-correct samples; a group without any has no
+    conditional row).
     """
     frames = []
     for convention in CONVENTIONS:
@@ -302,7 +303,7 @@ def worst_case_samples(results: pd.DataFrame, order: tuple[str, ...] = ()) -> pd
     samples = robust_samples(results)
     if samples.empty:
         return pd.DataFrame()
-    appearance = list(dict.fromkeys(data_rows(results)["attack"]))
+    appearance = list(pd.unique(data_rows(results)["attack"]))
     frames = []
     for key, group in samples.groupby(CELL + ["threat_model"], sort=True, dropna=False):
         present = set(group["attack"])
@@ -320,7 +321,10 @@ def worst_case_samples(results: pd.DataFrame, order: tuple[str, ...] = ()) -> pd
         names = np.array(attacks, dtype=object)
         out["broken_by"] = np.where(broken.any(axis=1), names[broken.argmax(axis=1)], "")
         out.loc[~out["correct_clean"], "broken_by"] = "(clean)"
-        out["broken_by_all"] = [",".join(names[b]) for b in broken]
+        codes = broken @ (1 << np.arange(len(attacks)))
+        patterns = {c: ",".join(names[(c >> np.arange(len(attacks))) & 1 == 1])
+                    for c in np.unique(codes)}
+        out["broken_by_all"] = pd.Series(codes).map(patterns).to_numpy()
         out["attacks"] = ",".join(attacks)
         for col, value in zip(CELL + ["threat_model"], key):
             out[col] = value
@@ -353,20 +357,19 @@ def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample
     acc = acc.merge(table.drop_duplicates(keys)[keys + ["attacks"]], on=keys)
     acc["note"] = "attacks: " + acc.pop("attacks")
     frames = [acc]
+    per_attack = table.assign(attack=table["attacks"].str.split(",")).explode("attack")
+    per_attack["broken_first"] = per_attack["broken_by"] == per_attack["attack"]
+    per_attack["broken_only"] = ((per_attack["broken_by_all"] == per_attack["attack"])
+                                 & per_attack["correct_clean"])
     for convention in CONVENTIONS:
-        part = table if convention == "unconditional" else table[table["correct_clean"]]
-        for key, group in part.groupby(keys, sort=True, dropna=False):
-            n = len(group)
-            attacks = group["attacks"].iat[0].split(",")
-            only = group["broken_by_all"][group["correct_clean"]]
-            rows = []
-            for attack in attacks:
-                base = dict(zip(keys, key), attack=attack, convention=convention, n=n)
-                rows.append({**base, "metric": "broken_first",
-                             "value": float((group["broken_by"] == attack).sum() / n)})
-                rows.append({**base, "metric": "broken_only",
-                             "value": float((only == attack).sum() / n)})
-            frames.append(pd.DataFrame(rows))
+        part = per_attack if convention == "unconditional" else \
+            per_attack[per_attack["correct_clean"]]
+        agg = part.groupby(keys + ["attack"], sort=True, dropna=False).agg(
+            broken_first=("broken_first", "mean"), broken_only=("broken_only", "mean"),
+            n=("sample", "size")).reset_index()
+        rows = agg.melt(id_vars=keys + ["attack", "n"], var_name="metric", value_name="value")
+        rows["convention"] = convention
+        frames.append(rows)
     if per_sample:
         samples = table.drop(columns=["broken_by_all", "attacks"]).copy()
         samples["metric"] = "worst_case_robust"
