@@ -220,3 +220,19 @@ def test_chance_uses_the_class_count_the_host_attaches():
     frame.attrs["num_classes"] = 4                       # chance 1/4
     out = BreakdownPoint().from_results(frame)
     assert pick(out, convention="unconditional")["value"] == pytest.approx(0.2)
+
+
+def test_auc_bootstrap_interval_over_per_sample_areas():
+    rng = np.random.default_rng(2)
+    eps = [0.0, 0.1, 0.2, 0.3]
+    rows = []
+    for i in range(60):           # sample i is robust up to a random breaking eps
+        breaks = rng.choice(eps + [1.0])
+        rows += [dict(model="a", epsilon=e, sample=i, label=0, pred_clean=0,
+                      pred_adv=0 if e < breaks else 1) for e in eps]
+    frame = result_frame(rows)
+    plain = pick(AUC().from_results(frame), convention="unconditional")
+    boot = pick(AUC(CurveOptions(bootstrap=400)).from_results(frame), convention="unconditional")
+    assert boot["value"] == pytest.approx(plain["value"])
+    assert boot["lower"] < boot["value"] < boot["upper"]
+    assert boot["upper"] - boot["lower"] < 0.3

@@ -174,8 +174,23 @@ def normalised_area(eps: np.ndarray, accuracy: np.ndarray) -> float:
     return float(np.trapezoid(accuracy, eps) / (eps[-1] - eps[0]))
 
 
+def sample_areas(samples: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    """Per-sample normalised area under the 0/1 robust-vs-eps curve on ``grid``.
+
+    The area is linear in the curve, so the mean of these areas is the area under the
+    accuracy curve; they are what a bootstrap over samples resamples.
+    """
+    wide = samples[samples["epsilon"].isin(grid)].pivot_table(
+        index="sample", columns="epsilon", values="robust", aggfunc="all").dropna()
+    wide = wide.reindex(columns=grid).dropna().astype(float)
+    if len(grid) < 2:
+        return np.full(len(wide), np.nan)
+    return np.trapezoid(wide.to_numpy(), grid, axis=1) / (grid[-1] - grid[0])
+
+
 def auc(accuracy: pd.DataFrame, *, compare: list[str], num_classes: int | None = None,
-        until_chance: bool = False) -> pd.DataFrame:
+        until_chance: bool = False, samples: pd.DataFrame | None = None,
+        bootstrap: int = 0, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Normalised area under accuracy-vs-eps on the common grid of compared curves.
 
     ``accuracy`` holds ``robust_accuracy`` rows (with ``convention``). Curves sharing the
@@ -186,9 +201,13 @@ def auc(accuracy: pd.DataFrame, *, compare: list[str], num_classes: int | None =
     below chance (``1/num_classes``), as PROTOCOLS A3 sweeps. No clean point is added at
     eps = 0: the grid is the attack's, and a grid that starts at 0 contributes the
     accuracy measured at 0 (the clean accuracy, since a zero budget changes nothing).
+    With ``bootstrap > 0`` and the per-sample table ``samples`` (:func:`robust_samples`),
+    ``lower``/``upper`` bootstrap the per-sample areas (:func:`sample_areas`).
     """
     curve_keys = CELL + ATTACK + ["convention"]
     members = [c for c in curve_keys if c not in compare + ["convention"]]
+    per_curve = dict(iter(samples.groupby(CELL + ATTACK, sort=False, dropna=False))) \
+        if bootstrap > 0 and samples is not None else {}
     rows = []
     for _, group in accuracy.groupby(compare + ["convention"], sort=True, dropna=False):
         grid, dropped = common_grid(group, members)
@@ -213,6 +232,12 @@ def auc(accuracy: pd.DataFrame, *, compare: list[str], num_classes: int | None =
                        eps_min=float(grid[0]) if len(grid) else float("nan"),
                        eps_max=float(grid[-1]) if len(grid) else float("nan"),
                        n_eps=len(grid), note="; ".join(notes))
+            if per_curve:
+                mine = per_curve[curve_key[:-1]]
+                if row["convention"] == "conditional":
+                    mine = mine[mine["correct_clean"]]
+                row["lower"], row["upper"] = bootstrap_interval(
+                    sample_areas(mine, grid), resamples=bootstrap, level=level, seed=seed)
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -71,7 +71,7 @@ class RobustAccuracy(Metric):
 
 
 @dataclasses.dataclass(frozen=True)
-class CurveOptions:
+class CurveOptions(IntervalOptions):
     compare: tuple[str, ...] = dataclasses.field(
         default=("dataset", "attack", "threat_model"),
         metadata={"help": "columns whose equal values make curves compared: they share "
@@ -89,6 +89,7 @@ class CurveOptions:
         unknown = sorted(set(self.compare) - allowed)
         if unknown:
             raise ValueError(f"compare: unknown column(s) {unknown}; use {sorted(allowed)}")
+        super().__post_init__()
         if self.num_classes < 0 or self.num_classes == 1:
             raise ValueError(f"num_classes must be 0 (infer) or >= 2, got {self.num_classes}")
 
@@ -113,6 +114,8 @@ class AUC(Metric):
     range is reported as ``eps_min``/``eps_max``. No clean-accuracy point is prepended:
     eps = 0 contributes only if the attack's grid contains it (the accuracy measured at a
     zero budget, i.e. the clean accuracy). Both conventions (``convention`` column).
+    ``bootstrap > 0`` adds an interval over samples: the area is linear in the curve, so
+    it is the mean of per-sample areas, which the bootstrap resamples.
     """
 
     name = "auc"
@@ -121,13 +124,17 @@ class AUC(Metric):
     def from_results(self, results):
         from . import _tables
 
-        accuracy = _tables.robust_accuracy(results)
-        if accuracy.empty:
+        o = self.options
+        samples = _tables.robust_samples(results)
+        if samples.empty:
             return None
-        n_classes = _num_classes(self.options, results) if self.options.until_chance else None
-        return _tables.or_none(_tables.auc(accuracy, compare=list(self.options.compare),
-                                           num_classes=n_classes,
-                                           until_chance=self.options.until_chance))
+        accuracy = _tables.accuracy_from_samples(samples, _tables.CELL + _tables.ATTACK
+                                                 + ["epsilon"], "robust_accuracy")
+        n_classes = _num_classes(o, results) if o.until_chance else None
+        return _tables.or_none(_tables.auc(
+            accuracy, compare=list(o.compare), num_classes=n_classes,
+            until_chance=o.until_chance, samples=samples, bootstrap=o.bootstrap,
+            level=o.level, seed=o.seed))
 
 
 @dataclasses.dataclass(frozen=True)
