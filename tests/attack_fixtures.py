@@ -1,7 +1,7 @@
 """Tiny models and data shared by the attack tests (imported by tests/test_attacks_*.py).
 
 Everything is small enough for a 2-core CPU: scikit-learn's 8x8 digits scaled to
-[0, 1] and an MLP trained for a few hundred full-batch Adam steps (~97% test accuracy).
+[0, 1] and an MLP trained for 150 full-batch Adam steps (~91% test accuracy).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def digits_mlp() -> nn.Module:
     x, y, _, _ = digits()
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(300):
+    for _ in range(150):
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
@@ -42,7 +42,7 @@ def digits_mlp() -> nn.Module:
     return model
 
 
-def test_batch(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def first_test_digits(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` test digits and labels."""
     _, _, x, y = digits()
     return x[:n].clone(), y[:n].clone()

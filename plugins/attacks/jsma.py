@@ -88,7 +88,7 @@ class JSMA(Attack):
         d = math.prod(x.shape[1:])
         crafting = source_model if source_model is not None else model
         adversarials = []
-        with rt.eval_mode(crafting):
+        with rt.eval_mode(crafting), rt.seeded(rt.draw_seed(generator), x.device):
             for eps in epsilons:
                 gamma = library_gamma(float(eps), d, self.options.implementation)
                 if gamma <= 0:
