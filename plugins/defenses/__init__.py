@@ -3,11 +3,14 @@
 from robench import hookimpl
 
 from .adversarial_training import AdversarialTraining
+from .binarized import Binarized
+from .label_smoothing import LabelSmoothing
+from .spectral import SpectralNorm
 from .weight_decay import WeightDecay
 
 
 @hookimpl
 def robench_register_defenses(register):
     """Register the built-in defenses."""
-    for cls in (WeightDecay, AdversarialTraining):
+    for cls in (WeightDecay, AdversarialTraining, SpectralNorm, LabelSmoothing, Binarized):
         register(cls)
