@@ -59,10 +59,10 @@ nav.toc ol { margin: .2rem 0; padding-left: 1.2rem; }
 .table-wrap { overflow-x: auto; margin: .8rem 0 1.2rem; }
 table { border-collapse: collapse; font-size: .85rem; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: .2rem 0; }
-th, td { border: 1px solid #d0d7de; padding: .25rem .55rem; text-align: right;
+th, td { border: 1px solid #d0d7de; padding: .25rem .55rem; text-align: left;
   vertical-align: top; }
 th { background: #f6f8fa; }
-td:first-child, th:first-child { text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fbfcfd; }
 td strong { color: #0a5c2b; }
 figure { margin: 1rem 0 1.6rem; }
@@ -323,16 +323,28 @@ def _markdown_to_html(text: str) -> str:
     return md.convert(text)
 
 
+_NUMBER = re.compile(r"^\**[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?( ± [\d.e+-]+)?\**$")
+
+
+def _numeric_columns(rows: list[list[str]], n: int) -> list[bool]:
+    """Columns whose every non-empty cell reads as a number (right-aligned)."""
+    return [all(not row[i] or _NUMBER.match(row[i]) for row in rows) for i in range(n)]
+
+
 def _html_table(frame) -> str:
     columns, rows = _table_rows(frame)
+    numeric = _numeric_columns(rows, len(columns))
     caption = frame.attrs.get("title", "")
     parts = ['<div class="table-wrap"><table>']
     if caption:
         parts.append(f"<caption>{html.escape(str(caption))}</caption>")
-    parts.append("<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    attrs = [' class="num"' if num else "" for num in numeric]
+    parts.append("<thead><tr>" + "".join(f"<th{a}>{html.escape(c)}</th>"
+                                         for c, a in zip(columns, attrs))
                  + "</tr></thead><tbody>")
     for row in rows:
-        parts.append("<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>")
+        parts.append("<tr>" + "".join(f"<td{a}>{_html_cell(v)}</td>"
+                                      for v, a in zip(row, attrs)) + "</tr>")
     parts.append("</tbody></table></div>")
     return "".join(parts)
 

@@ -217,10 +217,16 @@ def test_summary_table_values_and_best_marked(rendered):
 def test_summary_sentences(rendered):
     run_dir, _ = rendered
     text = _summary(run_dir).text
-    assert ("Under **fgsm** (linf), at ε = 2/16 (the grid's midpoint), **pgd** keeps 75% "
-            "accuracy and **none** 25% (best and worst of 3).") in text
-    assert ("Under **swap** (l0), at 10% of input values changed (the grid's midpoint), "
-            "**l2** keeps 80% accuracy and **pgd** 50% (best and worst of 3).") in text
+    # means over seeds: fgsm none .85 .55 .25 .05 0, l2 .85 .75 .55 .35 .15,
+    # pgd .8 .8 .75 .65 .55 -> widest gap (0.6) at 3/16; midpoint 2/16
+    assert ("Under **fgsm** (linf), the configurations differ most at ε = 3/16: **pgd** "
+            "keeps 65% accuracy and **none** 5.0%; at ε = 2/16 (the grid's midpoint), "
+            "**pgd** keeps 75% and **none** 25% (best and worst of 3).") in text
+    # swap: pgd has seed 0 only (its seed-1 unit failed): .85 .5 .3 .2
+    assert ("Under **swap** (l0), the configurations differ most at 30% of input values "
+            "changed: **l2** keeps 70% accuracy and **pgd** 20%; at 10% of input values "
+            "changed (the grid's midpoint), **l2** keeps 80% and **pgd** 50% (best and "
+            "worst of 3).") in text
 
 
 def test_report_files_are_self_contained(rendered):

@@ -89,10 +89,11 @@ def group_order(record: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
 
 
 def palette(labels: Iterable[str]) -> dict[str, Any]:
-    """A colour-blind-safe colour per label, stable for a given set of labels."""
+    """A colour-blind-safe colour per label, assigned in the given order (pass the run's
+    group order so every figure of a report colours a configuration alike)."""
     import seaborn as sns
 
-    labels = sorted(set(labels))
+    labels = list(dict.fromkeys(labels))
     colours = sns.color_palette("colorblind", max(len(labels), 1))
     if len(labels) > len(colours):
         colours = sns.color_palette("husl", len(labels))

@@ -88,8 +88,9 @@ class AccuracyCurves(Reporter):
             fig.suptitle(title)
             figures.append(fig)
         n = curves.groupby(["attack"])["n"].max()
-        text = ("One line per configuration; " +
-                ("shaded bands are 95% t-intervals of the mean over seeds. " if curves.groupby("group")["seed"].nunique().max() > 1 else "")
+        band = C.seed_errorbar(_n_seeds(curves))[1]
+        text = ("One line per configuration, the mean over seeds. " +
+                (f"Shaded bands: {band}. " if band else "")
                 + "The dotted line is chance (1/classes). Samples per point: "
                 + ", ".join(f"{a} {int(v)}" for a, v in n.items()) + ".")
         return [ReportSection(title="Accuracy vs perturbation budget", text=text,

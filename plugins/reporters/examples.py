@@ -53,24 +53,34 @@ def spread(n: int, k: int) -> list[int]:
 
 
 def first_seed_cells(record, keys) -> dict[str, str]:
-    """``{cell_id: group label}`` for the first seed of each configuration."""
+    """``{cell_id: group label}`` for the first seed of each configuration, in the run's
+    order of configurations."""
+    import pandas as pd
+
     cells = C.add_group(C.cell_table(record), keys)
     if not len(cells):
         return {}
-    cells = cells.assign(_seed=cells["seed"].astype(str)).sort_values(["group", "_seed"])
-    firsts = cells.drop_duplicates("group")
+    order = {group: i for i, group in enumerate(dict.fromkeys(cells["group"]))}
+    cells = cells.assign(_order=cells["group"].map(order),
+                         _seed=pd.to_numeric(cells["seed"], errors="coerce"))
+    firsts = cells.sort_values(["_order", "_seed"], kind="stable").drop_duplicates("group")
     return dict(zip(firsts["cell"], firsts["group"]))
 
 
 def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
     """Figure: rows = samples, columns = clean input then adversarial inputs at a few
-    budgets; each adversarial panel titled with its prediction (red when wrong)."""
+    budgets (spread up to the first budget that fools every shown example); each
+    adversarial panel titled with its prediction (red when wrong)."""
     eps = np.asarray(arrays["epsilons"], dtype=float)
     clean, adv = arrays["clean"], arrays["adversarial"]
     labels, pred = np.asarray(arrays["labels"]), np.asarray(arrays["pred_adv"])
-    budgets = [i for i in range(len(eps)) if eps[i] > 0] or list(range(len(eps)))
-    budgets = [budgets[i] for i in spread(len(budgets), MAX_BUDGETS)]
     samples = list(range(min(MAX_SAMPLES, len(clean))))
+    budgets = [i for i in range(len(eps)) if eps[i] > 0] or list(range(len(eps)))
+    if (labels[samples] >= 0).all():  # stop at the first budget that fools every example
+        fooled = [b for b in budgets if (pred[b, samples] != labels[samples]).all()]
+        if fooled:
+            budgets = [b for b in budgets if b <= fooled[0]]
+    budgets = [budgets[i] for i in spread(len(budgets), MAX_BUDGETS)]
     lo, hi = bounds
     if not (np.isfinite(lo) and np.isfinite(hi)):
         stack = np.concatenate([clean.ravel(), adv.ravel()])
@@ -139,10 +149,13 @@ class AdversarialExamples(Reporter):
         class_names = tuple(info.get("class_names") or ())
         attacks = record.get("attacks") or {}
         figures, skipped = [], []
-        for (cell, attack), arrays in sorted(artifacts.items()):
-            if cell not in shown:
-                continue
-            group = shown[cell]
+        attack_rank = {name: i for i, name in enumerate(attacks)}
+        cell_rank = {cell: i for i, cell in enumerate(shown)}
+        ordered = sorted((key for key in artifacts if key[0] in shown),
+                         key=lambda k: (cell_rank[k[0]], attack_rank.get(k[1], len(attacks)),
+                                        k[1]))
+        for cell, attack in ordered:
+            arrays, group = artifacts[(cell, attack)], shown[cell]
             if "filters" in arrays:
                 title = f"First-layer filters: {group}"
                 draw = partial(filter_grid, arrays["filters"], title)

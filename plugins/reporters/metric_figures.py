@@ -134,7 +134,7 @@ class MetricFigures(Reporter):
         keys = C.group_keys(record)
         metrics = C.add_group(metrics, keys)
         order = C.group_order(record, keys) or list(metrics["group"].unique())
-        colours = C.palette(set(order) | set(metrics["group"]))
+        colours = C.palette([*order, *sorted(set(metrics["group"]) - set(order))])
         eps_scale = C.data_info(record)["eps_scale"]
         figures, scalars, per_layer = [], [], []
         for name in sorted(metrics["metric"].unique()):

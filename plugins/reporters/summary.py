@@ -22,7 +22,7 @@ AXIS_COLUMNS = ("epsilon", "layer", "index", "lambda", "gamma", "budget", "bin",
 
 META_COLUMNS = ("metric", "value", "lower", "upper", "note", "dataset", "model", "defense",
                 "seed", "cell", "group", "attack_component", "library", "library_version",
-                "eps_min", "eps_max", "attack", "threat_model")
+                "eps_min", "eps_max", "attack", "threat_model", "convention")
 """Columns that are never a qualifier of a summary column's name."""
 
 PRETTY = {"clean_accuracy": "clean accuracy", "auc": "AUC", "robust_accuracy": "accuracy",
@@ -62,10 +62,17 @@ def _quantity(row: dict, record: dict, eps_scale: float) -> str:
                   f"{C.format_eps(row['eps_max'], tm, eps_scale)}]")
     if _is_number(row.get("epsilon")):
         label += f" @ {C.format_eps(row['epsilon'], tm, eps_scale)}"
+    if row.get("convention") == "conditional":
+        label += " on clean-correct"
     extras = [f"{k}={v}" for k, v in sorted(row.items())
               if k not in META_COLUMNS and k not in AXIS_COLUMNS and not _missing(v)
-              and not k.startswith("_")]
+              and not _is_count(k) and not k.startswith("_")]
     return label + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _is_count(column: str) -> bool:
+    """Sample/point counts (``n``, ``n_eps``, ...) describe a value; they do not name it."""
+    return column == "n" or column.startswith("n_")
 
 
 def _missing(value) -> bool:
@@ -184,8 +191,24 @@ def summary_table(long, order: list[str], group_title: str):
     return pd.DataFrame(table)
 
 
+def _comparison(at, is_rate: bool, short: bool = False) -> str:
+    """"**A** keeps 63% accuracy and **B** 32%" for the best and worst of ``at``
+    (a Series of per-group values at one budget)."""
+    ranked = at.sort_values(ascending=is_rate, kind="stable")
+    best, worst = ranked.index[0], ranked.index[-1]
+    if is_rate:
+        what = "" if short else "the attack succeeds on "
+        if len(at) == 1:
+            return f"{what}{C.percent(at[best])} of inputs against **{best}**"
+        return (f"{what}{C.percent(at[best])} of inputs against **{best}** and "
+                f"{C.percent(at[worst])} against **{worst}**")
+    keeps = f"**{best}** keeps {C.percent(at[best])}" + ("" if short else " accuracy")
+    return keeps if len(at) == 1 else f"{keeps} and **{worst}** {C.percent(at[worst])}"
+
+
 def curve_sentences(run, keys: list[str]) -> list[str]:
-    """One sentence per attack: best and worst configuration at the grid's midpoint."""
+    """One sentence per attack comparing the best and worst configuration (means over
+    seeds) where they differ most and at the eps grid's midpoint."""
     record = run.read_run()
     eps_scale = C.data_info(record)["eps_scale"]
     curves = C.accuracy_curves(run.results)
@@ -199,24 +222,26 @@ def curve_sentences(run, keys: list[str]) -> list[str]:
     for attack in attacks:
         part = curves[curves["attack"] == attack]
         tm = part["threat_model"].iloc[0]
-        eps = C.midpoint(part["epsilon"])
-        at = part[np.isclose(part["epsilon"], eps)].groupby("group")["value"].mean()
         is_rate = part["statistic"].iloc[0] != "accuracy"
-        where = f"{C.eps_phrase(eps, tm, eps_scale)} (the grid's midpoint)"
-        best_first = at.sort_values(ascending=is_rate)
-        best, worst = best_first.index[0], best_first.index[-1]
-        if len(at) == 1:
-            what = (f"the attack succeeds on {C.percent(at[best])} of inputs against "
-                    f"**{best}**" if is_rate else
-                    f"**{best}** keeps {C.percent(at[best])} accuracy")
-        elif is_rate:
-            what = (f"the attack succeeds on {C.percent(at[best])} of inputs against "
-                    f"**{best}** and on {C.percent(at[worst])} against **{worst}**")
-        else:
-            what = (f"**{best}** keeps {C.percent(at[best])} accuracy and **{worst}** "
-                    f"{C.percent(at[worst])}")
-        tail = f" (best and worst of {len(at)})" if len(at) > 2 else ""
-        sentences.append(f"Under **{attack}** ({tm}), {where}, {what}{tail}.")
+        table = part.pivot_table(index="epsilon", columns="group", values="value",
+                                 aggfunc="mean").sort_index()
+        mid = C.midpoint(table.index)
+        at_mid = table.loc[mid].dropna()
+        spread = (table.max(axis=1) - table.min(axis=1)).fillna(0)
+        widest = float(spread.idxmax())
+        tail = f" (best and worst of {len(at_mid)})" if len(at_mid) > 2 else ""
+        head = f"Under **{attack}** ({tm}), "
+        if len(at_mid) < 2 or widest == mid or spread.max() == 0:
+            note = "the grid's midpoint" + (", where the configurations differ most"
+                                            if len(at_mid) > 1 and widest == mid else "")
+            sentences.append(f"{head}{C.eps_phrase(mid, tm, eps_scale)} ({note}), "
+                             f"{_comparison(at_mid, is_rate)}{tail}.")
+            continue
+        at_widest = table.loc[widest].dropna()
+        sentences.append(
+            f"{head}the configurations differ most {C.eps_phrase(widest, tm, eps_scale)}: "
+            f"{_comparison(at_widest, is_rate)}; {C.eps_phrase(mid, tm, eps_scale)} "
+            f"(the grid's midpoint), {_comparison(at_mid, is_rate, short=True)}{tail}.")
     return sentences
 
 
