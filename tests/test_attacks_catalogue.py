@@ -4,6 +4,7 @@ and one typed component per entry."""
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 
@@ -84,7 +85,12 @@ def test_norm_option_sets_the_instance_threat_model():
                                 ("art.ProjectedGradientDescent", {}, "linf"),
                                 ("art.FastGradientMethod", {"norm": "inf"}, "linf")]:
         cls = reg.get("attack", name)
-        assert cls(parse_options(cls.Options, raw)).threat_model.value == expected
+        attack = cls(parse_options(cls.Options, raw))
+        assert attack.threat_model.value == expected
+        assert type(attack).threat_model.value == expected  # what the host reads
+        assert isinstance(attack, cls) and attack.name == name
+        again = pickle.loads(pickle.dumps(attack))
+        assert (type(again), again.options) == (type(attack), attack.options)
     cls = reg.get("attack", "torchattacks.APGD")
     with pytest.raises(ConfigError):
         parse_options(cls.Options, {"norm": "L7"})

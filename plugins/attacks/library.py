@@ -104,7 +104,16 @@ class LibraryAttack(Attack):
             if key not in values:
                 raise ValueError(f"{self.name}: {norm_option} must be one of "
                                  f"{sorted(values)}, got {value!r}")
-            self.threat_model = ThreatModel(values[key])  # the instance's own threat model
+            threat_model = ThreatModel(values[key])
+            if threat_model is not type(self).threat_model:
+                self.__class__ = _norm_variant(type(self), threat_model)
+
+    def __reduce__(self):
+        """Pickle as the registered class: a norm variant is rebuilt from the options."""
+        base = type(self)
+        while base.__qualname__.endswith(_VARIANT_SUFFIX):
+            base = base.__bases__[0]
+        return base, (self.options,)
 
     @property
     def minimal(self) -> bool:
@@ -252,6 +261,25 @@ class ArtAttack(LibraryAttack):
 
 _BASES: dict[str, type[LibraryAttack]] = {"torchattacks": TorchattacksAttack,
                                           "foolbox": FoolboxAttack, "art": ArtAttack}
+
+
+_VARIANT_SUFFIX = "__norm_variant"
+_VARIANTS: dict[tuple[type, ThreatModel], type] = {}
+
+
+def _norm_variant(cls: type[LibraryAttack], threat_model: ThreatModel) -> type[LibraryAttack]:
+    """A subclass of ``cls`` whose class-level ``threat_model`` is ``threat_model``.
+
+    An instance whose norm option differs from the catalogue default switches to it, so
+    ``type(attack).threat_model`` (what the host reads) matches the norm that runs.
+    """
+    key = (cls, threat_model)
+    if key not in _VARIANTS:
+        qualname = f"{cls.__qualname__}_{threat_model.value}{_VARIANT_SUFFIX}"
+        _VARIANTS[key] = type(qualname, (cls,), {
+            "__qualname__": qualname, "__module__": __name__, "__doc__": cls.__doc__,
+            "threat_model": threat_model})
+    return _VARIANTS[key]
 
 
 def _make_component(entry: dict[str, Any], version: str) -> type[LibraryAttack]:
