@@ -71,7 +71,7 @@ class ConformanceReport:
         mark = {True: "ok  ", False: "FAIL", None: "skip"}
         lines = [f"conformance of {self.attack}:"]
         lines += [f"  {mark[c.passed]} {c.name}: {c.detail}" for c in self.checks]
-        lines.append(f"  accuracy per eps: "
+        lines.append("  accuracy per eps: "
                      + ", ".join(f"{e:g}: {a:.3f}" for e, a in zip(self.epsilons, self.accuracy)))
         return "\n".join(lines)
 
@@ -175,7 +175,8 @@ def check_attack(attack: Attack, model, x, y, epsilons: Sequence[float], *,
                    for e, (a, _, _, _) in zip(epsilons, measured)
                    if len(a) and (a.min() < lo - 1e-6 or a.max() > hi + 1e-6)]
         checks.append(Check("bounds", not outside,
-                            f"outside {bounds} at eps {outside}" if outside else f"within {bounds}"))
+                            f"outside {bounds} at eps {outside}" if outside
+                            else f"within {bounds}"))
     else:
         checks.append(Check("bounds", None, "no adversarial inputs or unbounded data"))
 

@@ -60,7 +60,8 @@ def test_entries_record_threat_model_budget_and_targets():
             by_name["foolbox.L0BrendelBethgeAttack"]["minimal"]) == ("l0", True)
     assert by_name["foolbox.SaltAndPepperNoiseAttack"]["threat_model"] == "l2"  # foolbox's L2
     assert by_name["torchattacks.PGD"]["eps_param"] == "eps"
-    assert by_name["torchattacks.DeepFool"]["minimal"] and not by_name["torchattacks.DeepFool"]["targeted"]
+    deepfool = by_name["torchattacks.DeepFool"]
+    assert deepfool["minimal"] and not deepfool["targeted"]
     assert by_name["art.SaliencyMapMethod"]["targeted_only"]
     assert by_name["art.ProjectedGradientDescent"]["norm_option"] == "norm"
 

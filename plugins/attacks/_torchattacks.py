@@ -1,6 +1,6 @@
 """torchattacks calls behind :class:`robench_plugins.attacks.library.TorchattacksAttack`.
 
-Imported only when an attack runs (it imports torch and torchattacks).
+Imported only when an attack runs; the torchattacks class is imported by its catalogued module.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 
 import torch
-import torchattacks  # noqa: F401 - imported here so the adapter module stays light
 
 from . import _runtime as rt
 

@@ -222,7 +222,8 @@ def _torchattacks() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
             threat_model = _TA_NORMS[measures[0]]
         else:
             skipped.append({"library": "torchattacks", "name": name,
-                            "reason": f"several threat models but no norm option ({measures_text})"})
+                            "reason": f"several threat models but no norm option "
+                                      f"({measures_text})"})
             continue
         instance = cls(probe)
         options, dropped = _options(cls, _TA_ADAPTER_PARAMS | {eps_param} | {"verbose"})

@@ -288,9 +288,10 @@ def _make_component(entry: dict[str, Any], version: str) -> type[LibraryAttack]:
     budget = ("minimal-distance: run once, thresholded at every eps" if entry["minimal"]
               else "fixed budget: run once per eps")
     alias = f" (alias of {entry['alias_of']})" if entry["alias_of"] else ""
+    norm = f" (set by option {entry['norm_option']})" if entry["norm_option"] else ""
     doc = (f"{entry['summary']}\n\n{entry['library']} {version} "
            f"``{entry['module']}.{entry['class']}``{alias}; threat model "
-           f"{entry['threat_model']}{' (set by option ' + entry['norm_option'] + ')' if entry['norm_option'] else ''}; "
+           f"{entry['threat_model']}{norm}; "
            f"{budget}; {'supports' if entry['targeted'] else 'no'} targeted mode.\n"
            f"Generated from catalogue.json by robench_plugins.attacks.library.")
     namespace = {
