@@ -25,6 +25,7 @@ bootstrap intervals).
 from __future__ import annotations
 
 import base64
+import copy
 import html
 import io
 import math
@@ -78,13 +79,53 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace
 # --------------------------------------------------------------------------- sections
 
 
+class _ReadOnce(RunStore):
+    """A RunStore that reads each stored table once and hands every reporter its own
+    copy (pandas copies are cheap and copy-on-write; a reporter that modifies its frame
+    cannot change what the next one sees)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self._cache: dict[str, Any] = {}
+
+    def _once(self, key: str, read):
+        if key not in self._cache:
+            self._cache[key] = read()
+        return self._cache[key]
+
+    def read_run(self):
+        return copy.deepcopy(self._once("run", super().read_run))
+
+    @property
+    def results(self):
+        return self._once("results", lambda: RunStore.results.fget(self)).copy()
+
+    @property
+    def metrics(self):
+        return self._once("metrics", lambda: RunStore.metrics.fget(self)).copy()
+
+    @property
+    def histories(self):
+        return self._once("histories", lambda: RunStore.histories.fget(self)).copy()
+
+    def cell_metrics(self):
+        return self._once("cell_metrics", super().cell_metrics).copy()
+
+    def artifacts(self):
+        cached = self._once("artifacts", super().artifacts)
+        return {key: {name: array.copy() for name, array in arrays.items()}
+                for key, arrays in cached.items()}
+
+
 def collect_sections(run: RunStore, registry=None) -> list[ReportSection]:
     """Sections of every registered reporter for ``run``, sorted by ``order``.
 
     Reporters run in name order; sections of equal ``order`` keep that order. A
     reporter that raises contributes one section with its error and traceback instead.
+    Stored tables are read once for all reporters.
     """
     registry = _registry(registry)
+    run = _ReadOnce(run.path)
     sections: list[ReportSection] = []
     for name in registry.names("reporter"):
         try:
@@ -103,6 +144,7 @@ def collect_comparison_sections(runs: Mapping[str, RunStore],
     (deltas are taken against the first). Reporters without ``compare`` are skipped.
     """
     registry = _registry(registry)
+    runs = {label: _ReadOnce(run.path) for label, run in runs.items()}
     sections: list[ReportSection] = []
     for name in registry.names("reporter"):
         try:
@@ -141,6 +183,7 @@ def render_report(run_dir, *, registry=None,
     ``formats`` is any of ``"html"`` and ``"md"``; the Markdown report's figures are
     written to ``RUN_DIR/figures/``. Returns ``{format: path}``.
     """
+    _check_formats(formats)
     run = RunStore(run_dir)
     record = run.read_run()
     experiment = record.get("experiment") or {}
@@ -164,6 +207,7 @@ def render_comparison(run_dirs: Iterable, out_dir, *, registry=None,
     ``compare`` method add the per-run values and their deltas against the first run.
     Returns ``{format: path}``.
     """
+    _check_formats(formats)
     runs = run_labels(run_dirs)
     for label, run in runs.items():
         run.read_run()  # fails early, naming the directory, when run.json is missing
@@ -200,10 +244,7 @@ def write_report(out_dir: Path, title: str, subtitle: str, sections: list[Report
     ``out_dir``. Figures are closed after saving."""
     from .results import atomic_write_bytes
 
-    unknown = set(formats) - set(REPORT_FORMATS)
-    if unknown:
-        raise ValueError(f"unknown report format(s) {sorted(unknown)}; "
-                         f"choose from {list(REPORT_FORMATS)}")
+    _check_formats(formats)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     slugs = _unique_slugs([s.title for s in sections])
@@ -230,6 +271,13 @@ def write_report(out_dir: Path, title: str, subtitle: str, sections: list[Report
     for path in written.values():  # temporary files are private; reports are for reading
         os.chmod(path, 0o644)
     return written
+
+
+def _check_formats(formats: Sequence[str]) -> None:
+    unknown = set(formats) - set(REPORT_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown report format(s) {sorted(unknown)}; "
+                         f"choose from {list(REPORT_FORMATS)}")
 
 
 def _figure_png(fig) -> bytes:
@@ -323,7 +371,8 @@ def _markdown_to_html(text: str) -> str:
     return md.convert(text)
 
 
-_NUMBER = re.compile(r"^\**[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?( ± [\d.e+-]+)?\**$")
+_NUMBER = re.compile(r"^\**([-+−]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?|[-−]?∞|[-+]?inf)"
+                     r"( ± [\d.e+-]+)?\**$")
 
 
 def _numeric_columns(rows: list[list[str]], n: int) -> list[bool]:

@@ -192,26 +192,29 @@ def _summary(run_dir):
 
 def test_summary_table_values_and_best_marked(rendered):
     run_dir, _ = rendered
-    table = _summary(run_dir).tables[0].set_index("defense")
+    robustness, other = (t.set_index("quantity") for t in _summary(run_dir).tables)
+    table = pd.concat([robustness, other])
+    assert list(table.columns) == ["none", "l2", "pgd", "broken"]  # the run's order
     eps = ATTACKS["fgsm"]["epsilons"]
     for defense in DEFENSES:
         mean = np.mean([auc(accuracy(defense, "fgsm", s), eps) for s in SEEDS])
-        cell = table.at[defense, "AUC · fgsm [0, 4/16]"]
+        cell = table.at["AUC · fgsm [0, 4/16]", defense]
         assert cell.strip("*").startswith(f"{mean:.3f} ± "), (defense, cell)
     # pgd has the largest fgsm AUC; the GE gap grows none < l2 < pgd
-    assert table.at["pgd", "AUC · fgsm [0, 4/16]"].startswith("**")
-    assert not table.at["none", "AUC · fgsm [0, 4/16]"].startswith("**")
-    assert table.at["none", "ge_gap_accuracy"].startswith("**0.050")  # lower is better
+    assert table.at["AUC · fgsm [0, 4/16]", "pgd"].startswith("**")
+    assert not table.at["AUC · fgsm [0, 4/16]", "none"].startswith("**")
+    assert table.at["ge_gap_accuracy", "none"].startswith("**0.050")  # lower is better
+    assert "ge_gap_accuracy" in other.index and "clean accuracy" in robustness.index
     # clean accuracy: none and l2 tie at (0.9 + 0.8) / 2 for seeds 0 and 1
-    assert table.at["none", "clean accuracy"].startswith("**0.850")
-    assert table.at["l2", "clean accuracy"].startswith("**0.850")
-    assert table.at["pgd", "clean accuracy"] == "0.800 ± 0.635"  # t(1) interval of 0.85/0.75
+    assert table.at["clean accuracy", "none"].startswith("**0.850")
+    assert table.at["clean accuracy", "l2"].startswith("**0.850")
+    assert table.at["clean accuracy", "pgd"] == "0.800 ± 0.635"  # t(1) interval of 0.85/0.75
     # the failed pgd/seed-1 swap unit leaves one seed: no interval
-    assert table.at["pgd", "AUC · swap [0, 30%]"] == \
+    assert table.at["AUC · swap [0, 30%]", "pgd"] == \
         f"{auc(accuracy('pgd', 'swap', 0), ATTACKS['swap']['epsilons']):.3f}"
-    # an unknown metric still gets a column (no best marked: direction unknown)
-    assert table.at["none", "mystery_score"] == "3.500 ± 6.353"
-    assert table.at["broken", "clean accuracy"] == ""
+    # an unknown metric still gets a row (no best marked: direction unknown)
+    assert table.at["mystery_score", "none"] == "3.500 ± 6.353"
+    assert table.at["clean accuracy", "broken"] == ""
 
 
 def test_summary_sentences(rendered):
@@ -261,6 +264,39 @@ def test_report_files_are_self_contained(rendered):
     assert "in &lt;module&gt;" in page
     # the data source URL is shown as text, never as a link
     assert "https://archive.ics.uci.edu" in page
+
+
+def test_every_builtin_metric_renders(tmp_path):
+    """The result-frame metrics of the metric plugins, stored as a run would, render
+    without a reporter failing (their shapes: per eps, per convention, per sample, over
+    seeds)."""
+    run_dir = make_run_dir(tmp_path / "run")
+    store = RunStore(run_dir)
+    registry = build_registry(autoload=False)
+    frames = [store.metrics]
+    for name in registry.names("metric"):
+        rows = registry.get("metric", name)().from_results(store.results)
+        if rows is not None and len(rows):
+            frames.append(rows)
+    metrics = pd.concat(frames, ignore_index=True)
+    assert {"worst_case_accuracy", "auc_over_seeds", "breakdown_eps"} <= set(metrics["metric"])
+    atomic_write_parquet(store.metrics_path, metrics)
+    from robench_plugins.reporters import MetricFigures, Summary
+
+    sections = collect_sections(store, ListRegistry(Summary, MetricFigures))
+    assert not [s.title for s in sections if s.title.startswith("Reporter")]
+    summary = next(s for s in sections if s.title == "Summary")
+    quantities = list(summary.tables[0]["quantity"])
+    assert "worst case · linf @ 2/16" in quantities and "worst case · l0 @ 10%" in quantities
+    assert not any("over_seeds" in q for t in summary.tables for q in t["quantity"])
+    # budgets in natural units: fgsm drops "none" to chance (0.1) at 3/16 for both seeds
+    # (.9 .6 .3 .1 0 and .8 .5 .2 0 0); "l2" only with seed 1 (.8 .7 .5 .3 .1) at 4/16
+    breakdown = summary.tables[0].set_index("quantity").loc["breakdown_eps · fgsm"]
+    assert breakdown["none"] == "3/16 ± 0"
+    assert breakdown["l2"] == "**4/16 (1 of 2 seeds)**"  # the latest breakdown is best
+    assert breakdown["pgd"] == ""
+    figures = next(s for s in sections if s.title == "Metrics").figures
+    assert "worst_case_accuracy vs epsilon" in [f.get_label() for f in figures]
 
 
 def test_broken_reporter_is_reported_and_others_survive(tmp_path):

@@ -17,12 +17,40 @@ GROUP_KEYS = ("dataset", "model", "defense")
 """Cell columns that identify a compared configuration (seeds are pooled over)."""
 
 HIGHER_IS_BETTER_PREFIXES = ("clean_accuracy", "robust_accuracy", "auc", "worst_case",
-                             "accuracy")
+                             "accuracy", "breakdown", "median_distance")
 """Metric names (by prefix) where a larger value is better for the defender."""
 
 LOWER_IS_BETTER_PREFIXES = ("ge_gap", "loss_gap", "fooling", "success_rate",
-                            "attack_success")
+                            "attack_success", "adversarial_found")
 """Metric names (by prefix) where a smaller value is better for the defender."""
+
+AXIS_COLUMNS = ("epsilon", "lambda", "gamma", "budget", "rank", "index", "quantile",
+                "bin_left", "bin", "feature", "k", "step", "epoch")
+"""Columns that put metric rows along an x axis (a curve, spectrum or histogram), in
+order of preference; rows with none of them (and no ``layer``) are scalars."""
+
+DESCRIPTIVE_COLUMNS = ("metric", "value", "lower", "upper", "std", "note", "dataset", "model",
+                       "defense", "seed", "cell", "group", "attack_component", "library",
+                       "library_version", "eps_min", "eps_max", "chance", "threshold",
+                       "bin_right")
+"""Metric columns that describe a value rather than tell two series apart."""
+
+
+def is_count(column: str) -> bool:
+    """Sample/point counts (``n``, ``n_eps``, ...) describe a value; they do not name it."""
+    return column == "n" or column.startswith("n_")
+
+
+def usable_metrics(metrics):
+    """Metric rows a report draws: per-seed rows (``*_over_seeds`` aggregates are left
+    out, the report computes the same mean and t-interval itself) and no per-sample
+    rows (those with a ``sample`` column)."""
+    if not len(metrics):
+        return metrics
+    keep = ~metrics["metric"].astype(str).str.endswith("_over_seeds")
+    if "sample" in metrics:
+        keep &= metrics["sample"].isna()
+    return metrics[keep]
 
 
 def better_direction(metric: str) -> int:
@@ -125,6 +153,8 @@ def format_eps(eps: float, threat_model: str | None, eps_scale: float) -> str:
     value = float(eps) * mult
     if value == 0:
         return "0"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
     rounded = round(value)
     text = f"{rounded:d}" if math.isclose(value, rounded, rel_tol=1e-6, abs_tol=1e-9) \
         else f"{value:.3g}"
@@ -234,15 +264,16 @@ def eps_ticks(ax, threat_model: str | None, eps_scale: float) -> None:
 
 
 def seeds_summary(values) -> tuple[float, float | None]:
-    """Mean over seeds and the half-width of its 95% t-interval (None for one seed)."""
+    """Mean over seeds and the half-width of its 95% t-interval (None for one seed, or
+    when a value is infinite); NaN values are left out."""
     from scipy import stats
 
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return float("nan"), None
-    if len(values) == 1:
-        return float(values[0]), None
+    if len(values) == 1 or not np.isfinite(values).all():  # e.g. an infinite distance
+        return float(values.mean()), None
     sem = stats.sem(values)
     return float(values.mean()), float(sem * stats.t.ppf(0.975, len(values) - 1))
 

@@ -25,9 +25,6 @@ from . import _common as C
 SHOWN_ELSEWHERE = ("clean_accuracy", "robust_accuracy", "auc")
 """Metrics the summary table and accuracy curves already show."""
 
-AXES = ("epsilon", "lambda", "gamma", "budget", "index", "bin", "k", "step", "epoch")
-"""Columns that put a metric's rows along an x axis, in order of preference."""
-
 FACETS = ("attack", "layer", "threat_model", "split")
 """Columns that split a metric into panels when they take several values."""
 
@@ -46,12 +43,26 @@ def _n_seeds(rows) -> int:
     return int(rows.groupby("group")["seed"].nunique().max()) if "seed" in rows else 1
 
 
+def _variant(rows, used: set[str]):
+    """``(rows, column)``: the qualifier columns not otherwise encoded that still vary
+    (convention, threshold, split, ...) joined into one ``variant`` label, so that
+    different series are never averaged together; column is None when none varies."""
+    skip = set(C.DESCRIPTIVE_COLUMNS) | set(C.AXIS_COLUMNS) | set(C.GROUP_KEYS) | used
+    varying = [c for c in rows.columns if c not in skip and not C.is_count(c)
+               and not c.startswith("_") and _varying(rows, c)]
+    if not varying:
+        return rows, None
+    label = rows[varying].astype(str).agg(", ".join, axis=1) if len(varying) > 1 \
+        else rows[varying[0]].astype(str)
+    name = ", ".join(varying)
+    return rows.assign(**{name: label}), name
+
+
 def _line_figure(name, rows, axis, keys, order, colours, eps_scale, record):
     import seaborn as sns
 
     facet = next((c for c in FACETS if _varying(rows, c)), None)
-    style = next((c for c in ("split", "threat_model", "attack")
-                  if c != facet and _varying(rows, c)), None)
+    rows, style = _variant(rows, {axis, facet, "layer"} - {None})
     panels = sorted(rows[facet].dropna().unique(), key=str)[:MAX_PANELS] if facet else [None]
     fig, axes = C.new_figure(min(len(panels), 3), -(-len(panels) // 3), width=4.6,
                              label=f"{name} vs {axis}")
@@ -95,18 +106,28 @@ def _threat_model(rows, record) -> str | None:
 
 
 def _bar_panel(ax, name, rows, x, keys, order, colours):
+    """Bars of ``value`` per layer (``x="layer"``) or per configuration (``x="group"``),
+    mean over seeds; series that differ in another qualifier get their own bars."""
     import seaborn as sns
 
-    rows, hue = C.hue_column(rows, keys)
-    hue_order = [g for g in order if g in set(rows["group"])]
-    if x == "group":
-        x = hue
-    if x == hue and _varying(rows, "attack"):
-        hue, hue_order, palette = "attack", sorted(rows["attack"].dropna().unique()), None
+    rows, group_col = C.hue_column(rows, keys)
+    groups = [g for g in order if g in set(rows["group"])]
+    rows, variant = _variant(rows, {"layer", group_col})
+    if x == "layer":
+        if variant:
+            rows = rows.assign(series=rows["group"] + " · " + rows[variant])
+            hue, hue_order, palette = "series", sorted(rows["series"].unique()), None
+        else:
+            hue, hue_order, palette = group_col, groups, {g: colours[g] for g in groups}
+        x_order = None
     else:
-        palette = {g: colours[g] for g in hue_order}
+        x, x_order = group_col, groups
+        if variant:
+            hue, hue_order, palette = variant, sorted(rows[variant].unique()), None
+        else:
+            hue, hue_order, palette = group_col, groups, {g: colours[g] for g in groups}
     C.styled(sns.barplot, data=rows, x=x, y="value", hue=hue, hue_order=hue_order,
-             palette=palette, order=hue_order if x != "layer" else None,
+             palette=palette, order=x_order,
              errorbar=C.seed_errorbar(_n_seeds(rows))[0], ax=ax)
     ax.set_title(name)
     ax.set_xlabel(x)
@@ -124,7 +145,7 @@ class MetricFigures(Reporter):
 
     def sections(self, run):
         record = run.read_run()
-        metrics = C.all_metrics(run)
+        metrics = C.usable_metrics(C.all_metrics(run))
         if not len(metrics):
             return []
         metrics = metrics[~metrics["metric"].isin(SHOWN_ELSEWHERE)]
@@ -140,7 +161,7 @@ class MetricFigures(Reporter):
         for name in sorted(metrics["metric"].unique()):
             rows = metrics[metrics["metric"] == name]
             rows = rows[_present_columns(rows)].assign(value=lambda f: f["value"].astype(float))
-            axis = next((a for a in AXES if a in rows), None)
+            axis = next((a for a in C.AXIS_COLUMNS if a in rows), None)
             if axis is not None:
                 figures.append(_line_figure(name, rows, axis, keys, order, colours,
                                             eps_scale, record))

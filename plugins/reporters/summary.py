@@ -16,14 +16,19 @@ from robench import Reporter, ReportSection
 
 from . import _common as C
 
-AXIS_COLUMNS = ("epsilon", "layer", "index", "lambda", "gamma", "budget", "bin", "k", "step",
-                "epoch", "target", "class", "sample")
+AXIS_COLUMNS = (*C.AXIS_COLUMNS, "layer", "target", "class", "sample")
 """Columns that make a metric row one point of a curve or distribution, not a scalar."""
 
-META_COLUMNS = ("metric", "value", "lower", "upper", "note", "dataset", "model", "defense",
-                "seed", "cell", "group", "attack_component", "library", "library_version",
-                "eps_min", "eps_max", "attack", "threat_model", "convention")
-"""Columns that are never a qualifier of a summary column's name."""
+META_COLUMNS = (*C.DESCRIPTIVE_COLUMNS, "attack", "threat_model", "convention")
+"""Columns that are never a ``key=value`` qualifier of a summary column's name (attack,
+threat model and convention are written into the name their own way)."""
+
+ROBUSTNESS_RANK = 2
+"""Quantities ranked up to here (clean accuracy, AUC, worst case, breakdown, distances)
+form the main table; every other scalar metric goes to the second table."""
+
+EPS_VALUED = ("breakdown_eps", "median_distance", "mean_distance", "mean_distance_success")
+"""Metrics whose values are budgets or distances, shown in natural units (k/255, %)."""
 
 PRETTY = {"clean_accuracy": "clean accuracy", "auc": "AUC", "robust_accuracy": "accuracy",
           "worst_case_accuracy": "worst case", "worst_case_auc": "worst-case AUC"}
@@ -32,10 +37,8 @@ PRETTY = {"clean_accuracy": "clean accuracy", "auc": "AUC", "robust_accuracy": "
 def _rank(metric: str) -> int:
     if metric == "clean_accuracy":
         return 0
-    if metric == "auc":
-        return 1
-    if metric.startswith("worst_case"):
-        return 2
+    if metric in ("auc", "breakdown_eps", "median_distance") or metric.startswith("worst_case"):
+        return 1 if metric == "auc" else 2
     return 3 if C.better_direction(metric) else 4
 
 
@@ -51,7 +54,7 @@ def _quantity(row: dict, record: dict, eps_scale: float) -> str:
     """Column label of a scalar metric row: metric, attack (or threat model), eps range
     in natural units, then any other qualifier as key=value."""
     parts = [PRETTY.get(row["metric"], row["metric"])]
-    if isinstance(row.get("attack"), str):
+    if isinstance(row.get("attack"), str) and row["attack"] != "worst_case":
         parts.append(row["attack"])
     elif isinstance(row.get("threat_model"), str):
         parts.append(row["threat_model"])
@@ -66,13 +69,8 @@ def _quantity(row: dict, record: dict, eps_scale: float) -> str:
         label += " on clean-correct"
     extras = [f"{k}={v}" for k, v in sorted(row.items())
               if k not in META_COLUMNS and k not in AXIS_COLUMNS and not _missing(v)
-              and not _is_count(k) and not k.startswith("_")]
+              and not C.is_count(k) and not k.startswith("_")]
     return label + (f" ({', '.join(extras)})" if extras else "")
-
-
-def _is_count(column: str) -> bool:
-    """Sample/point counts (``n``, ``n_eps``, ...) describe a value; they do not name it."""
-    return column == "n" or column.startswith("n_")
 
 
 def _missing(value) -> bool:
@@ -88,16 +86,18 @@ def _is_number(value) -> bool:
 def summary_long(run, keys: list[str]):
     """Scalar summary values of one run, long form.
 
-    Columns: ``group, quantity, metric, rank, direction, mean, ci, n`` where ``mean`` is
-    the mean over seeds and ``ci`` the half-width of its 95% t-interval (NaN for a single
-    seed). Scalar metrics are rows without a curve axis (eps, layer, ...); per-eps
+    Columns: ``group, quantity, metric, rank, direction, mean, ci, n, n_total, eps_unit``
+    where ``mean`` is the mean over the ``n`` of ``n_total`` seeds that have a value (a
+    breakdown budget never reached is NaN), ``ci`` the half-width of its 95% t-interval
+    (NaN for a single seed) and ``eps_unit`` the threat model of quantities that are budgets
+    (breakdown eps, distances; shown in natural units), else "". Scalar metrics are rows without a curve axis (eps, layer, ...); per-eps
     worst-case rows are summarised at the grid's midpoint.
     """
     import pandas as pd
 
     record = run.read_run()
     eps_scale = C.data_info(record)["eps_scale"]
-    metrics = C.all_metrics(run)
+    metrics = C.usable_metrics(C.all_metrics(run))
     pieces = []
     if len(metrics):
         frame = C.add_group(metrics, keys)
@@ -114,18 +114,21 @@ def summary_long(run, keys: list[str]):
                                       if c in worst_mid], dropna=False)["epsilon"]
             worst_mid = worst_mid[worst_mid["epsilon"] == mids.transform(C.midpoint)]
         pieces = [p for p in (scalar, worst_mid) if len(p)]
-    rows = []
+    rows, units = [], {}
     for part in pieces:
         for row in part.to_dict("records"):
+            quantity = _quantity(row, record, eps_scale)
+            if row["metric"] in EPS_VALUED:
+                units[quantity] = _threat_model(row, record)
             rows.append({"group": row["group"], "metric": row["metric"],
-                         "quantity": _quantity(row, record, eps_scale),
-                         "seed": row.get("seed"), "value": float(row["value"])})
+                         "quantity": quantity, "seed": row.get("seed"),
+                         "value": float(row["value"])})
     long = pd.DataFrame(rows, columns=["group", "metric", "quantity", "seed", "value"])
     if "clean_accuracy" not in set(long["metric"]):
         long = pd.concat([long, _clean_from_results(run, keys)], ignore_index=True)
     if not len(long):
         return pd.DataFrame(columns=["group", "quantity", "metric", "rank", "direction",
-                                     "mean", "ci", "n"])
+                                     "mean", "ci", "n", "n_total", "eps_unit"])
     per_seed = long.groupby(["group", "metric", "quantity", "seed"], dropna=False,
                             as_index=False)["value"].mean()
     out = []
@@ -133,7 +136,9 @@ def summary_long(run, keys: list[str]):
         mean, ci = C.seeds_summary(part["value"])
         out.append({"group": group, "quantity": quantity, "metric": metric,
                     "rank": _rank(metric), "direction": C.better_direction(metric),
-                    "mean": mean, "ci": np.nan if ci is None else ci, "n": len(part)})
+                    "mean": mean, "ci": np.nan if ci is None else ci,
+                    "n": int(part["value"].notna().sum()), "n_total": len(part),
+                    "eps_unit": units.get(quantity, "")})
     return pd.DataFrame(out)
 
 
@@ -157,38 +162,46 @@ def _clean_from_results(run, keys):
 
 
 def _number(value: float) -> str:
+    if np.isinf(value):
+        return "∞" if value > 0 else "−∞"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.4g}"
 
 
-def summary_table(long, order: list[str], group_title: str):
-    """The wide summary table: one row per group (every group of ``order``, empty when a
-    configuration has no values, e.g. its cells failed), one column per quantity, the
-    best per column in ``**bold**`` (where the metric's better direction is known)."""
+def summary_table(long, order: list[str], eps_scale: float = 1):
+    """The summary table: one row per quantity, one column per configuration (every
+    group of ``order``, empty where a configuration has no value, e.g. its cells
+    failed), the best of each row in ``**bold**`` where the metric's better direction is
+    known. Budgets and distances are shown in natural units."""
     import pandas as pd
 
-    columns = (long[["quantity", "rank"]].drop_duplicates()
-               .sort_values(["rank", "quantity"])["quantity"].tolist())
+    quantities = (long[["quantity", "rank"]].drop_duplicates()
+                  .sort_values(["rank", "quantity"], kind="stable")["quantity"].tolist())
     groups = list(order) + sorted(set(long["group"]) - set(order))
-    table = {group_title: groups}
-    for quantity in columns:
+    rows = []
+    for quantity in quantities:
         part = long[long["quantity"] == quantity].set_index("group")
         direction = int(part["direction"].iloc[0])
+        tm = part["eps_unit"].iloc[0]
+        show = (lambda v, tm=tm: C.format_eps(v, tm, eps_scale)) if tm else _number
         means = part["mean"].reindex(groups)
         best = None
         if direction and means.notna().sum() >= 2:
             best = means.max() if direction > 0 else means.min()
-        cells = []
+        row = {"quantity": quantity}
         for group in groups:
+            row[group] = ""
             if group not in part.index or np.isnan(part.at[group, "mean"]):
-                cells.append("")
                 continue
             mean, ci = part.at[group, "mean"], part.at[group, "ci"]
-            text = _number(mean) + ("" if np.isnan(ci) else f" ± {_number(ci)}")
-            if best is not None and np.isclose(mean, best, rtol=0, atol=1e-12):
+            text = show(mean) + ("" if np.isnan(ci) else f" ± {show(ci)}")
+            if part.at[group, "n"] < part.at[group, "n_total"]:
+                text += f" ({part.at[group, 'n']} of {part.at[group, 'n_total']} seeds)"
+            if best is not None and (mean == best or np.isclose(mean, best, rtol=0,
+                                                                 atol=1e-12)):
                 text = f"**{text}**"
-            cells.append(text)
-        table[quantity] = cells
-    return pd.DataFrame(table)
+            row[group] = text
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["quantity", *groups])
 
 
 def _comparison(at, is_rate: bool, short: bool = False) -> str:
@@ -266,19 +279,26 @@ class Summary(Reporter):
             text.append("\n".join(f"- {s}" for s in sentences))
         notes = ["Values are means over " + (f"{len(seeds)} seeds ± the half-width of a 95% "
                                              "t-interval" if len(seeds) > 1 else "one seed")
-                 + "; the best value of each column is in **bold** (higher is better for "
-                 "accuracy and AUC, lower for gaps and attack success; unmarked columns "
-                 "have no known direction).",
+                 + "; the best value of each row is in **bold** (higher is better for "
+                 "accuracy and AUC, lower for gaps and attack success; unmarked rows "
+                 "have no known direction). Blank: no value (a failed cell, or a breakdown "
+                 "budget never reached on the grid); \"k of n seeds\": the mean is over "
+                 "the seeds that have a value.",
                  "AUC is the area under accuracy-vs-eps on the grid shown in brackets, "
                  "divided by its range (1.0 = full accuracy at every budget). Robust "
                  "accuracy here is unconditional: a sample misclassified when clean counts "
                  "as broken (paper 000's convention)."]
         text.append(" ".join(notes))
         tables = []
-        if len(long):
-            table = summary_table(long, C.group_order(record, keys), " / ".join(keys))
-            table.attrs["title"] = "Summary per configuration"
-            tables.append(table)
+        order = C.group_order(record, keys)
+        eps_scale = C.data_info(record)["eps_scale"]
+        title = " / ".join(keys)
+        for part, caption in ((long[long["rank"] <= ROBUSTNESS_RANK], "Robustness"),
+                              (long[long["rank"] > ROBUSTNESS_RANK], "Other scalar metrics")):
+            if len(part):
+                table = summary_table(part, order, eps_scale)
+                table.attrs["title"] = f"{caption} (columns: {title})"
+                tables.append(table)
         return [ReportSection(title="Summary", text="\n\n".join(text), tables=tables,
                               order=10)]
 
