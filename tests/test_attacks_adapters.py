@@ -93,6 +93,9 @@ def test_seeds_fix_random_starts_and_leave_the_global_rng_alone(data):
     cheap = attack.perturb(model, x, y, 0.1, bounds=BOUNDS,
                            generator=torch.Generator().manual_seed(0))
     assert torch.equal(cheap, a)
+    in_a_grid = attack.run(model, x, y, [0.05, 0.1], bounds=BOUNDS,
+                           generator=torch.Generator().manual_seed(0)).adversarials[1]
+    assert torch.equal(in_a_grid, a)  # an eps's result does not depend on the grid
 
 
 def test_art_attacks_the_labels_not_the_predictions(data):

@@ -23,9 +23,11 @@ How a sweep is answered (:meth:`LibraryAttack.run`):
 * eps = 0 returns the clean inputs (bounded attacks change nothing at zero budget);
 * ``targets`` switches to the library's targeted mode; ``source_model`` crafts the
   adversarials on that model (transfer attack), the host evaluates them on ``model``;
-* ``generator`` seeds torch, numpy and ``random`` inside a forked RNG state
-  (:func:`robench_plugins.attacks._runtime.seeded`); attacks with a ``seed`` argument
-  get the same drawn seed. The caller's global RNG streams are untouched.
+* ``generator`` gives one seed per call; every library call (each eps) runs with torch,
+  numpy and ``random`` seeded by it inside a forked RNG state
+  (:func:`robench_plugins.attacks._runtime.seeded`), so an eps's result does not depend
+  on the rest of the grid; attacks with a ``seed`` argument get the same seed. The
+  caller's global RNG streams are untouched.
 """
 
 from __future__ import annotations
@@ -161,9 +163,10 @@ class LibraryAttack(Attack):
         details: dict[str, Any] = {"minimal": self.minimal,
                                    "crafted_on": "source_model" if source_model is not None
                                    else "model"}
-        with rt.eval_mode(crafting), rt.seeded(seed, x.device):
+        with rt.eval_mode(crafting):
             if self.minimal:
-                adv = self._craft(crafting, x, y, None, targets, bounds, seed)
+                with rt.seeded(seed, x.device):
+                    adv = self._craft(crafting, x, y, None, targets, bounds, seed)
                 adv = adv.detach().to(x.device, x.dtype).clamp(*bounds)
                 ok = rt.succeeded(crafting, adv, y, targets).to(x.device)
                 dist = torch.where(ok, rt.distance(x, adv, tm), torch.full_like(ok, float("inf"),
@@ -177,7 +180,8 @@ class LibraryAttack(Attack):
                     if eps == 0:
                         adversarials.append(x.clone())
                         continue
-                    adv = self._craft(crafting, x, y, float(eps), targets, bounds, seed)
+                    with rt.seeded(seed, x.device):  # the same seed at every eps
+                        adv = self._craft(crafting, x, y, float(eps), targets, bounds, seed)
                     adversarials.append(rt.project(x, adv.detach().to(x.device, x.dtype),
                                                    float(eps), tm, bounds))
         return AttackResult(epsilons=list(epsilons), adversarials=adversarials,
