@@ -95,6 +95,9 @@ def test_norm_option_sets_the_instance_threat_model():
     cls = reg.get("attack", "torchattacks.APGD")
     with pytest.raises(ConfigError):
         parse_options(cls.Options, {"norm": "L7"})
+    cls = reg.get("attack", "art.ProjectedGradientDescent")
+    with pytest.raises(ConfigError, match="norm must be one of"):
+        parse_options(cls.Options, {"norm": 3})
 
 
 def test_every_entry_builds_with_default_options():

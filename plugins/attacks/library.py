@@ -77,13 +77,24 @@ def _field(opt: dict[str, Any]) -> tuple[str, Any, dataclasses.Field]:
             dataclasses.field(default=default, metadata=metadata))
 
 
+def _norm_check(option: str, values: dict[str, str]):
+    """A ``__post_init__`` that rejects a norm option value outside ``values``."""
+    def __post_init__(self):
+        value = getattr(self, option)
+        if _norm_key(value) not in values:
+            raise ValueError(f"{option} must be one of {sorted(values)}, got {value!r}")
+    return __post_init__
+
+
 def make_options(entry: dict[str, Any]) -> type:
     """A frozen ``Options`` dataclass for one catalogue entry (required fields first)."""
     fields = [_field(o) for o in entry["options"]]
     fields.sort(key=lambda f: f[2].default is not dataclasses.MISSING)
     cls_name = f"{entry['library']}_{entry['name']}_Options"
-    return dataclasses.make_dataclass(cls_name, fields, frozen=True, namespace={
-        "__doc__": f"Options of {entry['library']}.{entry['name']} (from the catalogue)."})
+    namespace = {"__doc__": f"Options of {entry['library']}.{entry['name']} (from the catalogue)."}
+    if entry["norm_option"]:
+        namespace["__post_init__"] = _norm_check(entry["norm_option"], entry["norm_values"])
+    return dataclasses.make_dataclass(cls_name, fields, frozen=True, namespace=namespace)
 
 
 class LibraryAttack(Attack):
@@ -100,13 +111,8 @@ class LibraryAttack(Attack):
         super().__init__(options)
         norm_option = self.entry.get("norm_option")
         if norm_option:
-            value = getattr(self.options, norm_option)
-            values = self.entry["norm_values"]
-            key = _norm_key(value)
-            if key not in values:
-                raise ValueError(f"{self.name}: {norm_option} must be one of "
-                                 f"{sorted(values)}, got {value!r}")
-            threat_model = ThreatModel(values[key])
+            key = _norm_key(getattr(self.options, norm_option))  # checked by the Options
+            threat_model = ThreatModel(self.entry["norm_values"][key])
             if threat_model is not type(self).threat_model:
                 self.__class__ = _norm_variant(type(self), threat_model)
 
