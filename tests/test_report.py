@@ -260,6 +260,9 @@ def test_report_files_are_self_contained(rendered):
     for text in (page, md):
         assert "swap exploded" in text and "CUDA out of memory (fixture)" in text
         assert "abc123def4567890" in text and "mystery_score" in text
+    # short sweeps get a table of the curve: means over seeds per budget, in percent
+    assert "| budget | none | l2 | pgd |" in md and "| 2/16 | 25% | 55% | 75% |" in md
+    assert "| 10% | 75% | 80% | 50% |" in md  # swap, pgd from seed 0 only
     # traceback text is escaped, not parsed as markup
     assert "in &lt;module&gt;" in page
     # the data source URL is shown as text, never as a link

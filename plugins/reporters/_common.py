@@ -85,15 +85,14 @@ def cell_table(record: Mapping[str, Any]):
     return pd.DataFrame(rows, columns=["cell", *GROUP_KEYS, "seed", "status"])
 
 
-def group_keys(record: Mapping[str, Any], frame=None) -> list[str]:
-    """The cell columns that vary across this run's cells (at least ``model, defense``).
+def group_keys(record: Mapping[str, Any]) -> list[str]:
+    """The cell columns that vary across this run's cells (``model, defense`` when none
+    does).
 
     Labels built from them stay short ("l2" rather than "digits / mlp / l2") while
     every distinct configuration keeps a distinct label.
     """
     cells = cell_table(record)
-    if frame is not None and len(cells) == 0:
-        cells = frame
     keys = [k for k in GROUP_KEYS if k in cells and cells[k].nunique(dropna=True) > 1]
     return keys or ["model", "defense"]
 

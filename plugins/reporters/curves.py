@@ -46,6 +46,26 @@ def _draw(ax, data, *, y, keys, hue_order, colours, style=None, style_order=None
     ax.legend(fontsize="small", frameon=True)
 
 
+MAX_TABLE_BUDGETS = 12
+"""Attacks swept over at most this many budgets also get a table of their curve (e.g.
+the JSMA table of paper 000, Table 2: success rate per max fraction of features)."""
+
+
+def budget_table(part, attack, order, tm, eps_scale):
+    """The curve as a table: one row per budget (natural units), one column per
+    configuration, mean over seeds in percent."""
+    import pandas as pd
+
+    wide = part.pivot_table(index="epsilon", columns="group", values="value", aggfunc="mean")
+    groups = [g for g in order if g in wide.columns]
+    table = pd.DataFrame({"budget": [C.format_eps(e, tm, eps_scale) for e in wide.index]})
+    for group in groups:
+        table[group] = [C.percent(v) for v in wide[group]]
+    statistic = part["statistic"].iloc[0]
+    table.attrs["title"] = f"{attack}: {statistic} per budget (mean over seeds)"
+    return table
+
+
 def _n_seeds(frame, by=("group",)) -> int:
     return int(frame.groupby(list(by))["seed"].nunique().max()) if len(frame) else 0
 
@@ -67,7 +87,7 @@ class AccuracyCurves(Reporter):
         colours = C.palette(order)
         info = C.data_info(record)
         chance = 1 / info["num_classes"] if info.get("num_classes") else None
-        figures = []
+        figures, tables = [], []
         for attack in _attack_order(record, curves):
             part = curves[curves["attack"] == attack]
             tm = part["threat_model"].iloc[0]
@@ -87,6 +107,8 @@ class AccuracyCurves(Reporter):
                 _draw(axes[0, 0], part, y="value", ylabel="attack success rate", **common)
             fig.suptitle(title)
             figures.append(fig)
+            if part["epsilon"].nunique() <= MAX_TABLE_BUDGETS:
+                tables.append(budget_table(part, attack, order, tm, info["eps_scale"]))
         n = curves.groupby(["attack"])["n"].max()
         band = C.seed_errorbar(_n_seeds(curves))[1]
         text = ("One line per configuration, the mean over seeds. " +
@@ -94,7 +116,7 @@ class AccuracyCurves(Reporter):
                 + "The dotted line is chance (1/classes). Samples per point: "
                 + ", ".join(f"{a} {int(v)}" for a, v in n.items()) + ".")
         return [ReportSection(title="Accuracy vs perturbation budget", text=text,
-                              figures=figures, order=20)]
+                              tables=tables, figures=figures, order=20)]
 
     def compare(self, runs):
         """Curves of every run in one figure per attack: colour = configuration,

@@ -86,7 +86,8 @@ def failure_sections(record) -> list[ReportSection]:
             frame.attrs["title"] = title
             tables.append(frame)
     out = [ReportSection(title="Failures", text="\n\n".join(parts), tables=tables, order=5)]
-    traces = [f"#### {item.get('unit') or item['cell']}\n\n" + C.code_block(_tail(item["traceback"]))
+    traces = [f"#### {item.get('unit') or item['cell']}\n\n"
+              + C.code_block(_tail(item["traceback"]))
               for item in cells + units if item["traceback"]]
     if traces:
         out.append(ReportSection(title="Failure tracebacks", text="\n\n".join(traces),
@@ -150,6 +151,8 @@ def config_text(run, record) -> str:
     if path.is_file():
         return C.code_block(path.read_text(), "toml")
     config = (record.get("experiment") or {}).get("config")
+    if config is None:
+        return "Not recorded."
     return C.code_block(json.dumps(config, indent=2, default=str), "json")
 
 
@@ -173,10 +176,11 @@ class Provenance(Reporter):
             ("seeds", record.get("seeds")),
             ("started", record.get("started")),
             ("finished", record.get("finished")),
-            ("duration", _duration(record.get("duration_s"))),
+            ("duration", _duration(record.get("duration_s"))
+             if record.get("duration_s") is not None else None),
             ("data", ", ".join(f"{k} {data[k]}" for k in
                                ("name", "input_shape", "num_classes", "bounds", "eps_scale")
-                               if data.get(k) is not None)),
+                               if data.get(k) is not None) if data.get("name") else None),
             ("data source", data.get("source")),
         ]
         text = "\n".join(f"- **{k}**: {C.inline_code(str(v))}" for k, v in facts

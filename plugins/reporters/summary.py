@@ -89,9 +89,10 @@ def summary_long(run, keys: list[str]):
     Columns: ``group, quantity, metric, rank, direction, mean, ci, n, n_total, eps_unit``
     where ``mean`` is the mean over the ``n`` of ``n_total`` seeds that have a value (a
     breakdown budget never reached is NaN), ``ci`` the half-width of its 95% t-interval
-    (NaN for a single seed) and ``eps_unit`` the threat model of quantities that are budgets
-    (breakdown eps, distances; shown in natural units), else "". Scalar metrics are rows without a curve axis (eps, layer, ...); per-eps
-    worst-case rows are summarised at the grid's midpoint.
+    (NaN for a single seed) and ``eps_unit`` the threat model of quantities that are
+    budgets (breakdown eps, distances; shown in natural units), else "". Scalar metrics
+    are rows without a curve axis (eps, layer, ...); per-eps worst-case rows are
+    summarised at the grid's midpoint.
     """
     import pandas as pd
 

@@ -8,7 +8,6 @@ train minus test accuracy, loss gap = test minus train loss), from the running h
 
 from __future__ import annotations
 
-import numpy as np
 
 from robench import Reporter, ReportSection
 
