@@ -63,6 +63,7 @@ def test_entries_record_threat_model_budget_and_targets():
     deepfool = by_name["torchattacks.DeepFool"]
     assert deepfool["minimal"] and not deepfool["targeted"]
     assert by_name["art.SaliencyMapMethod"]["targeted_only"]
+    assert by_name["torchattacks.JSMA"]["targeted_only"]
     assert by_name["art.ProjectedGradientDescent"]["norm_option"] == "norm"
 
 

@@ -187,6 +187,7 @@ def _version(module_name: str) -> str:
 _TA_NORMS = {"Linf": "linf", "L2": "l2", "L1": "l1", "L0": "l0"}
 _TA_EPS_PARAMS = ("eps", "max_epsilon")
 _TA_ADAPTER_PARAMS = {"model", "seed", "n_classes"}
+_TA_TARGETED_ONLY = {"JSMA"}  # untargeted, it silently targets (label + 1) % 10
 
 
 def _torchattacks() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -237,7 +238,8 @@ def _torchattacks() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
             "threat_model": threat_model, "norm_option": "norm" if norm_values else None,
             "norm_values": norm_values, "eps_param": eps_param,
             "minimal": eps_param is None,
-            "targeted": "targeted" in instance.supported_mode, "targeted_only": False,
+            "targeted": "targeted" in instance.supported_mode,
+            "targeted_only": name in _TA_TARGETED_ONLY,
             "seed_param": "seed" if "seed" in params else None,
             "n_classes_param": "n_classes" if "n_classes" in params else None,
             "options": options, "dropped_options": dropped,
