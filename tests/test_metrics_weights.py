@@ -139,6 +139,27 @@ def test_tilting_angle_of_nearest_centroid_and_orthogonal_classifiers():
         float(v.float().double().pow(2).mean().sqrt()), rel=1e-6)
 
 
+def test_tilting_of_the_expert_initialised_logistic_model_is_zero():
+    """The logistic-regression plugin's "expert" init (paper 000 A1: w = mean of class 1
+    minus mean of class 0) is the nearest-centroid classifier; the metric reads it
+    through the model's two-logit wrapper and in-model normalisation."""
+    from robench_plugins.models.linear import LogisticRegression
+
+    x, y = binary_blobs(d=6)
+    x = x.reshape(-1, 1, 2, 3)
+    data_info = DataInfo("toy", (1, 2, 3), 2, bounds=(-10.0, 10.0))
+    factory = LogisticRegression(LogisticRegression.Options(init="expert", mean=(0.5,),
+                                                            std=(2.0,)))
+    model = factory.build(data_info)
+    factory.init_from_data(model, x, y)
+    out = BoundaryTilting().from_cell(make_cell(model, x, y, x, y, num_classes=2,
+                                                bounds=(-10.0, 10.0)))
+    assert rows_of(out, "tilting_angle")["value"].iat[0] == pytest.approx(0.0, abs=2e-3)
+    xd = x.flatten(1).double()
+    z = xd[y == 1].mean(0) - xd[y == 0].mean(0)
+    assert rows_of(out, "d_adv")["value"].iat[0] == pytest.approx(0.5 * float(z.norm()), rel=1e-5)
+
+
 def test_tilting_skips_nonlinear_models():
     x, y = binary_blobs()
     model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))

@@ -12,13 +12,15 @@ class BoundaryTilting(Metric):
     weight RMS of any model (paper 002, sections "Adversarial Distance and Tilting
     Angle" and the LeNet weight-decay experiment; PROTOCOLS B).
 
-    For a model that is one affine map (one Linear layer, with one logit or two) on a
-    two-class data set, on the training split: ``tilting_angle`` theta between the
+    For a model whose logits are an affine function of its input (found by probing the
+    model, so in-model normalisation and single-score wrappers count; one logit or two)
+    on a two-class data set, on the training split: ``tilting_angle`` theta between the
     weight vector ``w`` (class 1 minus class 0) and the nearest-centroid direction
     ``z = j - i`` (class centroids), ``d_adv`` = 1/2 ||j - i|| cos(theta),
     ``d_adv_empirical`` (mean signed distance of the samples to the boundary, equal to
     ``d_adv`` for balanced classes), ``centroid_distance`` and ``weight_norm``. For every
-    model, ``weight_rms`` (root mean square of all weights with 2+ dimensions).
+    model, ``weight_rms`` (root mean square of all weight parameters with 2+ dimensions,
+    as stored: a parametrised weight counts by its underlying parameter).
     """
 
     name = "boundary_tilting"
@@ -29,7 +31,7 @@ class BoundaryTilting(Metric):
         from . import _weights
 
         rows = [{"metric": "weight_rms", "value": _weights.weight_rms(cell.model)}]
-        linear = _weights.linear_map(cell.model)
+        linear = _weights.affine_map(cell.model, cell.data.x_train, cell.device)
         direction = _weights.binary_direction(*linear) if linear is not None else None
         if direction is not None and cell.data.info.num_classes == 2:
             rows += _weights.tilting(cell.data.x_train, cell.data.y_train, *direction)
@@ -73,7 +75,7 @@ class RobustFeatures(Metric):
         if cell.data.info.num_classes != 2:
             return None
         corr = _weights.feature_correlations(cell.data.x_train, cell.data.y_train)
-        linear = _weights.linear_map(cell.model)
+        linear = _weights.affine_map(cell.model, cell.data.x_train, cell.device)
         direction = _weights.binary_direction(*linear) if linear is not None else None
         w = direction[0].numpy() if direction is not None else None
         return pd.DataFrame(_weights.robust_feature_rows(
