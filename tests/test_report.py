@@ -382,6 +382,23 @@ def test_builtin_reporters_are_registered_and_light():
     assert out.strip() == "[]"
 
 
+def test_committed_quickstart_report_rebuilds(tmp_path):
+    """reports/quickstart is a run directory (without model weights): rendering a copy
+    of it elsewhere gives the committed report.md and the same figure files."""
+    reference = Path(__file__).resolve().parents[1] / "reports" / "quickstart"
+    copy = tmp_path / "copied"
+    shutil.copytree(reference, copy, ignore=shutil.ignore_patterns("report.*", "figures"))
+    paths = render_report(copy, registry=build_registry(autoload=False), formats=("md",))
+    assert paths["md"].read_text() == (reference / "report.md").read_text()
+    assert sorted(p.name for p in (copy / "figures").glob("*.png")) == \
+        sorted(p.name for p in (reference / "figures").glob("*.png"))
+    # the quickstart's claim: both defenses beat the undefended model under both attacks
+    table = next(line for line in paths["md"].read_text().splitlines()
+                 if line.startswith("| AUC · pgd [0, 8/16] |"))
+    none, l2, pgd = (float(v.strip("* ")) for v in table.split("|")[2:5])
+    assert l2 > none and pgd > none
+
+
 def test_eps_units():
     from robench_plugins.reporters import _common as C
 

@@ -170,6 +170,7 @@ class Provenance(Reporter):
             ("experiment", experiment.get("name")),
             ("experiment file", experiment.get("file")),
             ("config hash", experiment.get("config_hash")),
+            ("git commit", record.get("git_commit")),
             ("status", record.get("status")),
             ("robench", record.get("robench_version")),
             ("device", record.get("device")),

@@ -286,9 +286,10 @@ class Summary(Reporter):
                  "budget never reached on the grid); \"k of n seeds\": the mean is over "
                  "the seeds that have a value.",
                  "AUC is the area under accuracy-vs-eps on the grid shown in brackets, "
-                 "divided by its range (1.0 = full accuracy at every budget). Robust "
-                 "accuracy here is unconditional: a sample misclassified when clean counts "
-                 "as broken (paper 000's convention)."]
+                 "divided by its range (1.0 = full accuracy at every budget). Accuracies "
+                 "under attack are unconditional (a sample misclassified when clean counts "
+                 "as broken, paper 000's convention) unless marked \"on clean-correct\" "
+                 "(over the samples classified correctly when clean, paper 003's)."]
         text.append(" ".join(notes))
         tables = []
         order = C.group_order(record, keys)
