@@ -212,7 +212,7 @@ def render_comparison(run_dirs: Iterable, out_dir, *, registry=None,
     for label, run in runs.items():
         run.read_run()  # fails early, naming the directory, when run.json is missing
     title = "robench comparison: " + " vs ".join(runs)
-    subtitle = "deltas are taken against the first run, **" + next(iter(runs)) + "**" \
+    subtitle = "Deltas are taken against the first run, **" + next(iter(runs)) + "**" \
         if len(runs) > 1 else "a single run"
     sections = collect_comparison_sections(runs, registry)
     return write_report(Path(out_dir), title, subtitle, sections, formats=formats)

@@ -115,6 +115,17 @@ def group_order(record: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(cells["group"])) if len(cells) else []
 
 
+def runs_groups(records: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """For several runs' records: the group keys that vary across all their cells and
+    every group label, in the order the runs list their cells."""
+    import pandas as pd
+
+    cells = pd.concat([cell_table(r) for r in records], ignore_index=True)
+    keys = [k for k in GROUP_KEYS if cells[k].nunique(dropna=True) > 1] or ["model", "defense"]
+    order = list(dict.fromkeys(add_group(cells, keys)["group"])) if len(cells) else []
+    return keys, order
+
+
 def palette(labels: Iterable[str]) -> dict[str, Any]:
     """A colour-blind-safe colour per label, assigned in the given order (pass the run's
     group order so every figure of a report colours a configuration alike)."""

@@ -132,15 +132,13 @@ class AccuracyCurves(Reporter):
         if not frames:
             return []
         curves = pd.concat(frames, ignore_index=True)
-        cells = pd.concat([C.cell_table(r) for r in records.values()], ignore_index=True)
-        keys = [k for k in C.GROUP_KEYS if cells[k].nunique(dropna=True) > 1] \
-            or ["model", "defense"]
+        keys, order = C.runs_groups(records.values())
         curves = C.add_group(curves, keys)
-        order = sorted(curves["group"].unique())
+        order = order + sorted(set(curves["group"]) - set(order))
         colours = C.palette(order)
         info = C.data_info(next(iter(records.values())))
         figures = []
-        for attack in sorted(curves["attack"].unique()):
+        for attack in dict.fromkeys(curves["attack"]):
             part = curves[curves["attack"] == attack]
             tm = part["threat_model"].iloc[0]
             fig, axes = C.new_figure(1, width=6.5, label=f"{attack}: runs compared")

@@ -309,10 +309,7 @@ class Summary(Reporter):
         import pandas as pd
 
         labels = list(runs)
-        cells = pd.concat([C.cell_table(r.read_run()) for r in runs.values()],
-                          ignore_index=True)
-        keys = [k for k in C.GROUP_KEYS if cells[k].nunique(dropna=True) > 1] \
-            or ["model", "defense"]
+        keys, order = C.runs_groups(r.read_run() for r in runs.values())
         merged = None
         for label, run in runs.items():
             long = summary_long(run, keys)[["group", "quantity", "rank", "direction", "mean"]]
@@ -321,7 +318,9 @@ class Summary(Reporter):
                 long, on=["group", "quantity", "rank", "direction"], how="outer")
         if merged is None or not len(merged):
             return []
-        merged = merged.sort_values(["rank", "quantity", "group"], ignore_index=True)
+        rank = {group: i for i, group in enumerate(order)}
+        merged = merged.assign(_order=merged["group"].map(rank).fillna(len(rank)))
+        merged = merged.sort_values(["rank", "quantity", "_order", "group"], ignore_index=True)
         group_title = " / ".join(keys)
         table = pd.DataFrame({group_title: merged["group"], "quantity": merged["quantity"]})
         for label in labels:
@@ -349,6 +348,9 @@ class Summary(Reporter):
                  "randomness, hardware or library versions." if same else
                  "The runs' configurations differ (see the provenance comparison).")
         text = intro
+        values = merged[labels].to_numpy(dtype=float)
+        if np.allclose(values, values[:, :1], rtol=0, atol=0, equal_nan=True):
+            text += " Every summary value is identical in all runs."
         if sentences:
             text += "\n\nLargest changes against the first run:\n\n" + \
                 "\n".join(f"- {s}" for s in sentences)

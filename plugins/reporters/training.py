@@ -92,12 +92,11 @@ class TrainingCurves(Reporter):
         if not frames:
             return []
         histories = pd.concat(frames, ignore_index=True)
-        keys = [k for k in C.GROUP_KEYS if histories[k].nunique(dropna=True) > 1] \
-            or ["model", "defense"]
+        keys, order = C.runs_groups(run.read_run() for run in runs.values())
         histories = C.add_group(histories, keys)
         if "split" in histories:
             histories = histories[histories["split"] == "test"]
-        order = sorted(histories["group"].unique())
+        order = order + sorted(set(histories["group"]) - set(order))
         fig = _figure(histories, _value_columns(histories), keys, order, C.palette(order),
                       _n_seeds(histories, ["run", "group"]),
                       "Test-split training curves (line style = run)", "run", list(runs))
