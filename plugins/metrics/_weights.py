@@ -150,6 +150,9 @@ def _subsample(values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
 def singular_values(model: nn.Module, x: torch.Tensor, *, max_values: int) -> pd.DataFrame:
     """Per-layer singular-value spectra and summaries, plus the spectral complexity.
 
+    ``x`` (one input, on the model's device) is run through the model to find each
+    layer's input size.
+
     Rows per layer (``layer`` = module name, ``layer_index`` = forward order, ``kind``):
     ``sv_max``, ``sv_min``, ``sv_mean``, ``sv_std`` (population standard deviation, the
     spread paper 003 Fig. 5c/d plots), ``sv_count`` and up to ``max_values``
@@ -173,9 +176,11 @@ def singular_values(model: nn.Module, x: torch.Tensor, *, max_values: int) -> pd
                     for r, v in zip(ranks, kept))
         spectral.append(values[0])
     if spectral:
-        with np.errstate(divide="ignore"):   # a zero layer (e.g. Fixup's init) gives -inf
+        # a zero layer (e.g. Fixup's init) gives -inf; very deep nets may overflow to inf
+        with np.errstate(divide="ignore", over="ignore"):
             log = float(np.sum(np.log10(spectral)))
-        rows.append({"metric": "spectral_complexity", "value": float(10 ** log)})
+            product = float(np.power(10.0, log))
+        rows.append({"metric": "spectral_complexity", "value": product})
         rows.append({"metric": "spectral_complexity_log10", "value": log})
     return pd.DataFrame(rows)
 

@@ -32,7 +32,10 @@ class GEGap(Metric):
     host measures in eval mode on the full training set (not the running training loss);
     a cell without history is evaluated afresh. With ``eps > 0``, ``condition = "pgd"``
     rows repeat them on the PGD adversarials (foolbox LinfPGD, random start, seeded by the
-    cell's seed) of the first ``samples`` inputs of each split.
+    cell's seed) of the first ``samples`` inputs of each split; these accuracies are
+    unconditional (every attacked input counts, misclassified clean ones included),
+    unlike Table 6's "PGD acc" column, which ``robust_accuracy``'s conditional
+    convention reproduces from the result frame.
     """
 
     name = "ge_gap"
