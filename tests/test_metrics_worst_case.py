@@ -116,4 +116,5 @@ def test_seed_summary_mean_and_t_interval():
     assert row["n_seeds"] == 3
     # t(0.975, 2) = 4.3027; s = 0.25; half-width = 4.3027 * 0.25 / sqrt(3)
     assert row["upper"] - row["value"] == pytest.approx(4.302653 * 0.25 / np.sqrt(3), rel=1e-5)
-    assert "seed" not in out.columns or out["seed"].isna().all()
+    assert out["seed"].isna().all()
+    assert row["cell"] == "m/none/0,m/none/1,m/none/2"
