@@ -98,8 +98,9 @@ class MarginOptions:
 
 
 class Margins(Metric):
-    """Distributions of logit margin, true-class probability and loss on train and test
-    (paper 003 section 5.2.1, Fig. 4 margins and Fig. 5a/b histograms).
+    """Logit-margin, true-class probability and loss distributions on train and test.
+
+    Paper 003 section 5.2.1: Fig. 4 (margins) and Fig. 5a/b (histograms).
 
     Margin = logit of the true class minus the largest other logit (the margin operator
     of section 3; negative when misclassified). Per ``split`` and quantity

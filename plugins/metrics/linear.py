@@ -8,9 +8,10 @@ from robench import Metric
 
 
 class BoundaryTilting(Metric):
-    """Tilting angle and adversarial distance of a binary linear classifier, and the
-    weight RMS of any model (paper 002, sections "Adversarial Distance and Tilting
-    Angle" and the LeNet weight-decay experiment; PROTOCOLS B).
+    """Boundary tilting angle and d_adv of binary linear models; weight RMS of any model.
+
+    Paper 002, sections "Adversarial Distance and Tilting Angle" and the LeNet
+    weight-decay experiment; PROTOCOLS B.
 
     For a model whose logits are an affine function of its input (found by probing the
     model, so in-model normalisation and single-score wrappers count; one logit or two)
@@ -52,8 +53,9 @@ class RobustFeatureOptions:
 
 
 class RobustFeatures(Metric):
-    """Feature-label correlation and the weight a linear model puts on each feature
-    (paper 004 section 2.3, Fig. 2b; Table 4's ||w||_1; PROTOCOLS D).
+    """Feature-label correlation and the weight a linear model puts on each feature.
+
+    Paper 004 section 2.3, Fig. 2b; Table 4's ||w||_1; PROTOCOLS D.
 
     On a two-class data set's training split: ``feature_correlation`` per feature
     (Pearson correlation with the label in {-1, +1}); for a binary linear model also

@@ -28,9 +28,10 @@ class SeedSummaryOptions:
 
 
 class SeedSummary(Metric):
-    """Mean +- Student-t confidence interval over seeds (PROTOCOLS "Cross-paper
-    conventions": "a result is a distribution over seeds where more than one seed was
-    run: mean and a confidence interval").
+    """Mean +- Student-t confidence interval over seeds of the result-frame metrics.
+
+    PROTOCOLS "Cross-paper conventions": "a result is a distribution over seeds where
+    more than one seed was run: mean and a confidence interval".
 
     Computes each metric in ``metrics`` with its default options, then groups rows that
     differ only by seed (and cell id). Rows are named ``<metric>_over_seeds`` with

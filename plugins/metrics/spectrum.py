@@ -19,8 +19,9 @@ class SingularValuesOptions:
 
 
 class SingularValues(Metric):
-    """Singular values of every linear and convolutional layer, their spread, and the
-    spectral complexity (paper 003 section 5.2.2, Fig. 5c/d; appendix B.2, B.4).
+    """Per-layer singular values (FFT method for convolutions) and spectral complexity.
+
+    Paper 003 section 5.2.2, Fig. 5c/d; appendix B.2 and B.4.
 
     Linear layers: ``torch.linalg.svdvals`` of the weight. Convolutions (1-d and 2-d,
     grouped and dilated included) are taken as the linear map they apply to their real
