@@ -10,6 +10,7 @@ Layout of a run directory::
     metrics.parquet         tidy metrics table (metric, value, grouping columns)
     cells/<cell>/history.parquet      per-epoch train/test loss and accuracy
     cells/<cell>/metrics.parquet      metrics computed while the model was loaded
+    cells/<cell>/first_layer.npy      first weight layer (filters), for figures
     artifacts/<cell>/<attack>.npz     example inputs (clean and adversarial per eps)
     models/<key>.pt         trained weights, keyed by a hash of what determines them
 
@@ -102,6 +103,11 @@ class RunStore:
     def artifact_path(self, cell_id: str, attack: str) -> Path:
         return self.path / "artifacts" / cell_id / f"{attack}.npz"
 
+    def first_layer_path(self, cell_id: str) -> Path:
+        """The first weight layer of a cell's model (``(out, in, kh, kw)`` filters for a
+        convolution, ``(out, features)`` for a linear layer), as a .npy file."""
+        return self.cell_dir(cell_id) / "first_layer.npy"
+
     def model_path(self, key: str) -> Path:
         return self.path / "models" / f"{key}.pt"
 
@@ -166,6 +172,13 @@ class RunStore:
 
         frames = [pd.read_parquet(p) for p in sorted((self.path / "cells").glob("*/metrics.parquet"))]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def first_layers(self) -> dict[str, Any]:
+        """First-layer weights by cell id (numpy arrays), for filter figures."""
+        import numpy as np
+
+        return {p.parent.name: np.load(p) for p in
+                sorted((self.path / "cells").glob("*/first_layer.npy"))}
 
     def artifacts(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Stored example arrays by (cell id, attack label): ``{name: numpy array}``."""

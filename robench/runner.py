@@ -270,12 +270,29 @@ class Runner:
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        self._store_first_layer(cell, model)
         rec["status"] = "trained"
         rec["history"] = history_path.is_file()
         if len(self._models) >= 2:
             self._models.pop(next(iter(self._models)))
         self._models[cell.key] = model
         return model
+
+    def _store_first_layer(self, cell: Cell, model) -> None:
+        """Keep the first weight layer (conv filters or linear rows) for reports (A7)."""
+        import io
+
+        import numpy as np
+
+        path = self.store.first_layer_path(cell.id)
+        if path.is_file():
+            return
+        weight = next((p for p in model.parameters() if p.dim() >= 2), None)
+        if weight is None:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, weight.detach().cpu().float().numpy())
+        atomic_write_bytes(path, buffer.getvalue())
 
     # ------------------------------------------------------------------ attacks
     def _targets(self, y, mode: str | None, num_classes: int, generator):

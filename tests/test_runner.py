@@ -63,6 +63,9 @@ def test_metrics_history_and_provenance(smoke_run):
     assert record["data"]["n_test"] == 200 and record["data"]["input_shape"] == [4]
     assert {u["status"] for u in record["units"].values()} == {"done"}
     assert all(c["cached"] is False for c in record["cells"].values())
+    layers = smoke_run.store.first_layers()
+    assert set(layers) == {"mlp--none--s0", "mlp--l2--s0"}
+    assert layers["mlp--none--s0"].shape == (16, 4)  # Linear(4 -> 16) of the MLP
 
 
 def test_failing_unit_is_recorded_and_others_complete(write_toml, registry, tmp_path):
