@@ -259,6 +259,32 @@ def curve_sentences(run, keys: list[str]) -> list[str]:
     return sentences
 
 
+def _table_notes(record, long, tables) -> str:
+    """How to read the summary tables, mentioning only what they contain."""
+    seeds = {c["cell"].get("seed") for c in (record.get("cells") or {}).values()
+             if c.get("cell")}
+    cells = [v for t in tables for v in t.drop(columns="quantity").to_numpy().ravel()]
+    notes = ["Values are means over " + (f"{len(seeds)} seeds ± the half-width of a 95% "
+                                         "t-interval" if len(seeds) > 1 else "one seed")
+             + "; the best value of each row is in **bold** (higher is better for accuracy "
+             "and AUC, lower for gaps and attack success; unmarked rows have no known "
+             "direction)."]
+    if any(v == "" for v in cells):
+        notes.append("Blank: no value (the configuration's cells failed, or a breakdown "
+                     "budget was never reached on the grid).")
+    if any(v.endswith("seeds)") for v in cells):
+        notes.append("\"k of n seeds\": the mean is over the seeds that have a value.")
+    if (long["metric"] == "auc").any():
+        notes.append("AUC is the area under accuracy-vs-eps on the grid shown in brackets, "
+                     "divided by its range (1.0 = full accuracy at every budget).")
+    if long["quantity"].str.contains("·").any():
+        notes.append("Values under attack are unconditional (a sample misclassified when "
+                     "clean counts as broken, paper 000's convention) unless marked \"on "
+                     "clean-correct\" (over the samples classified correctly when clean, "
+                     "paper 003's).")
+    return " ".join(notes)
+
+
 class Summary(Reporter):
     """Summary table (clean accuracy, AUC per attack, worst case, any scalar metric) with
     the best value per column marked, and one sentence per attack comparing the best and
@@ -273,24 +299,6 @@ class Summary(Reporter):
         sentences = curve_sentences(run, keys)
         if not len(long) and not sentences:
             return []
-        seeds = sorted({c["cell"].get("seed") for c in (record.get("cells") or {}).values()
-                        if c.get("cell")}, key=str)
-        text = []
-        if sentences:
-            text.append("\n".join(f"- {s}" for s in sentences))
-        notes = ["Values are means over " + (f"{len(seeds)} seeds ± the half-width of a 95% "
-                                             "t-interval" if len(seeds) > 1 else "one seed")
-                 + "; the best value of each row is in **bold** (higher is better for "
-                 "accuracy and AUC, lower for gaps and attack success; unmarked rows "
-                 "have no known direction). Blank: no value (a failed cell, or a breakdown "
-                 "budget never reached on the grid); \"k of n seeds\": the mean is over "
-                 "the seeds that have a value.",
-                 "AUC is the area under accuracy-vs-eps on the grid shown in brackets, "
-                 "divided by its range (1.0 = full accuracy at every budget). Accuracies "
-                 "under attack are unconditional (a sample misclassified when clean counts "
-                 "as broken, paper 000's convention) unless marked \"on clean-correct\" "
-                 "(over the samples classified correctly when clean, paper 003's)."]
-        text.append(" ".join(notes))
         tables = []
         order = C.group_order(record, keys)
         eps_scale = C.data_info(record)["eps_scale"]
@@ -301,6 +309,9 @@ class Summary(Reporter):
                 table = summary_table(part, order, eps_scale)
                 table.attrs["title"] = f"{caption} (columns: {title})"
                 tables.append(table)
+        text = ["\n".join(f"- {s}" for s in sentences)] if sentences else []
+        if tables:
+            text.append(_table_notes(record, long, tables))
         return [ReportSection(title="Summary", text="\n\n".join(text), tables=tables,
                               order=10)]
 
