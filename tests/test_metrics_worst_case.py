@@ -49,7 +49,7 @@ def value(frame, **where):
 def test_worst_case_matches_hand_table():
     out = WorstCase().from_results(table_frame())
     linf = out[out["threat_model"] == "linf"]
-    assert set(linf["epsilon"]) == {0.1}
+    assert set(linf["epsilon"].dropna()) == {0.1}           # (worst_case_auc has no eps)
     acc = linf[linf["metric"] == "worst_case_accuracy"]
     assert value(acc, convention="unconditional") == pytest.approx(1 / 5)
     assert value(acc, convention="conditional") == pytest.approx(1 / 4)
@@ -62,6 +62,26 @@ def test_worst_case_matches_hand_table():
     assert value(only, attack="fgsm") == pytest.approx(1 / 4)
     l2 = out[(out["threat_model"] == "l2") & (out["metric"] == "worst_case_accuracy")]
     assert value(l2, convention="unconditional") == pytest.approx(3 / 5)  # samples 0-2
+
+
+def test_worst_case_auc_is_the_area_under_the_worst_case_curve():
+    rows = []
+    # pgd breaks sample i at eps >= 0.1 * (i + 1); fgsm breaks sample 3 from eps 0.1
+    for eps in (0.0, 0.1, 0.2, 0.3):
+        for i in range(4):
+            rows.append(dict(attack="pgd", epsilon=eps, sample=i, label=0, pred_clean=0,
+                             pred_adv=1 if eps >= 0.1 * (i + 1) - 1e-9 else 0))
+            rows.append(dict(attack="fgsm", epsilon=eps, sample=i, label=0, pred_clean=0,
+                             pred_adv=1 if (i == 3 and eps >= 0.1) else 0))
+    out = WorstCase(WorstCaseOptions(bootstrap=200)).from_results(result_frame(rows))
+    acc = out[(out["metric"] == "worst_case_accuracy") & (out["convention"] == "unconditional")]
+    # worst case: eps 0 -> 4/4, 0.1 -> 2/4 (samples 0 by pgd, 3 by fgsm), 0.2 -> 1/4, 0.3 -> 0
+    assert acc.sort_values("epsilon")["value"].tolist() == [1.0, 0.5, 0.25, 0.0]
+    area = out[(out["metric"] == "worst_case_auc") & (out["convention"] == "unconditional")]
+    expected = ((1 + .5) / 2 * .1 + (.5 + .25) / 2 * .1 + (.25 + 0) / 2 * .1) / .3
+    assert area["value"].iat[0] == pytest.approx(expected)
+    assert area["lower"].iat[0] <= expected <= area["upper"].iat[0]
+    assert (area["eps_min"].iat[0], area["eps_max"].iat[0]) == (0.0, 0.3)
 
 
 def test_worst_case_records_which_attack_broke_each_sample():

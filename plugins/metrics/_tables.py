@@ -366,7 +366,9 @@ def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample
     """Worst case over the attacks of each threat model (see :func:`worst_case_samples`).
 
     Rows: ``worst_case_accuracy`` per (cell, threat model, eps, convention) with
-    ``attack = "worst_case"`` and the combined attacks in ``note``; per attack,
+    ``attack = "worst_case"`` and the combined attacks in ``note``; ``worst_case_auc``,
+    the :func:`auc` of that curve on the grid common to the cells of the data set; per
+    attack,
     ``broken_first`` (fraction of samples whose first breaking attack it is) and
     ``broken_only`` (fraction that only it broke), with the fraction's denominator
     following the convention; with ``per_sample``, one ``worst_case_robust`` row (0/1)
@@ -381,7 +383,11 @@ def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample
     acc["attack"] = "worst_case"
     acc = acc.merge(table.drop_duplicates(keys)[keys + ["attacks"]], on=keys)
     acc["note"] = "attacks: " + acc.pop("attacks")
-    frames = [acc]
+    area = auc(acc, compare=["dataset", "attack", "threat_model"],
+               samples=table.assign(attack="worst_case"), bootstrap=bootstrap, level=level,
+               seed=seed)
+    area["metric"] = "worst_case_auc"
+    frames = [acc, area]
     per_attack = table.assign(attack=table["attacks"].str.split(",")).explode("attack")
     per_attack["broken_first"] = per_attack["broken_by"] == per_attack["attack"]
     per_attack["broken_only"] = ((per_attack["broken_by_all"] == per_attack["attack"])

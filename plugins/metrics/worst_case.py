@@ -31,7 +31,9 @@ class WorstCase(Metric):
 
     Rows: ``worst_case_accuracy`` (``attack = "worst_case"``, the attacks in ``note``) in
     both conventions (``convention``: unconditional over all samples, conditional over
-    clean-correct ones); per attack ``broken_first`` (fraction of samples it broke
+    clean-correct ones); ``worst_case_auc``, the normalised area under that curve on the
+    eps grid common to the data set's cells (as ``auc``, with ``eps_min``/``eps_max``);
+    per attack ``broken_first`` (fraction of samples it broke
     first, in ``order``) and ``broken_only`` (fraction no other attack broke); with
     ``per_sample``, ``worst_case_robust`` rows carrying ``broken_by`` per sample.
     """
