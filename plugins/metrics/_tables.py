@@ -331,7 +331,7 @@ def worst_case_samples(results: pd.DataFrame, order: tuple[str, ...] = ()) -> pd
     appearance = list(pd.unique(data_rows(results)["attack"]))
     frames = []
     for key, group in samples.groupby(CELL + ["threat_model"], sort=True, dropna=False):
-        present = set(group["attack"])
+        present = set(group["attack"].unique())
         attacks = _attack_order([a for a in appearance if a in present], order)
         wide = group.pivot_table(index=["epsilon", "sample"], columns="attack",
                                  values="robust", aggfunc="all").dropna()
@@ -388,7 +388,9 @@ def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample
                seed=seed)
     area["metric"] = "worst_case_auc"
     frames = [acc, area]
-    per_attack = table.assign(attack=table["attacks"].str.split(",")).explode("attack")
+    per_attack = pd.concat([part.assign(attack=attack)
+                            for combo, part in table.groupby("attacks", sort=False)
+                            for attack in combo.split(",")], ignore_index=True)
     per_attack["broken_first"] = per_attack["broken_by"] == per_attack["attack"]
     per_attack["broken_only"] = ((per_attack["broken_by_all"] == per_attack["attack"])
                                  & per_attack["correct_clean"])
