@@ -111,6 +111,10 @@ class _ReadOnce(RunStore):
     def cell_metrics(self):
         return self._once("cell_metrics", super().cell_metrics).copy()
 
+    def first_layers(self):
+        cached = self._once("first_layers", super().first_layers)
+        return {key: array.copy() for key, array in cached.items()}
+
     def artifacts(self):
         cached = self._once("artifacts", super().artifacts)
         return {key: {name: array.copy() for name, array in arrays.items()}

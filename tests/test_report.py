@@ -82,6 +82,7 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
                  "accuracy": 0.3 * e - (0.05 if split == "test" else 0)}
                 for e in (1, 2, 3) for split in ("train", "test")])
             atomic_write_parquet(store.cell_dir(cid) / "history.parquet", history)
+            np.save(store.first_layer_path(cid), rng.normal(size=(16, 64)))  # linear 64 -> 16
             for attack, meta in ATTACKS.items():
                 uid = f"{cid}--{attack}"
                 if (cid, attack) == FAILED_UNIT:
@@ -269,6 +270,20 @@ def test_report_files_are_self_contained(rendered):
     assert "https://archive.ics.uci.edu" in page
 
 
+def test_first_layer_filters_drawn_as_input_images(rendered):
+    from robench_plugins.reporters.examples import FirstLayerFilters, filter_images
+
+    run_dir, _ = rendered
+    (section,) = FirstLayerFilters().sections(RunStore(run_dir))
+    assert [f.get_label() for f in section.figures] == \
+        [f"First-layer filters: {d}" for d in DEFENSES]  # first seed of each, no "broken"
+    axes = [ax for ax in section.figures[0].axes if ax.images]
+    assert len(axes) == 16 and axes[0].images[0].get_array().shape == (8, 8)
+    assert [w.shape for w in filter_images(np.zeros((4, 3, 5, 5)), (3, 32, 32))] == \
+        [(3, 5, 5)] * 4
+    assert filter_images(np.zeros((4, 10)), (1, 8, 8)) == []
+
+
 def test_every_builtin_metric_renders(tmp_path):
     """The result-frame metrics of the metric plugins, stored as a run would, render
     without a reporter failing (their shapes: per eps, per convention, per sample, over
@@ -372,8 +387,8 @@ def test_builtin_reporters_are_registered_and_light():
     import sys
 
     names = build_registry(autoload=False).names("reporter")
-    assert names == ["accuracy_curves", "examples", "metric_figures", "provenance", "summary",
-                     "training_curves"]
+    assert names == ["accuracy_curves", "examples", "filters", "metric_figures", "provenance",
+                     "summary", "training_curves"]
     code = ("import sys, robench.report, robench_plugins.reporters; "
             "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn', 'pandas') "
             "if m in sys.modules))")

@@ -8,7 +8,7 @@ also contribute to ``robench compare`` reports.
 from robench import hookimpl
 
 from .curves import AccuracyCurves
-from .examples import AdversarialExamples
+from .examples import AdversarialExamples, FirstLayerFilters
 from .metric_figures import MetricFigures
 from .provenance import Provenance
 from .summary import Summary
@@ -19,5 +19,5 @@ from .training import TrainingCurves
 def robench_register_reporters(register):
     """Register the built-in reporters."""
     for cls in (Summary, AccuracyCurves, MetricFigures, TrainingCurves, AdversarialExamples,
-                Provenance):
+                FirstLayerFilters, Provenance):
         register(cls)

@@ -3,9 +3,10 @@ fooling images (inputs generated from noise, PROTOCOLS A6) and first-layer filte
 
 Artifacts are ``RUN_DIR/artifacts/<cell>/<attack>.npz`` with ``epsilons`` (E,), ``clean``
 (k, *input_shape), ``labels`` (k,; negative for generated inputs), ``adversarial``
-(E, k, *input_shape) and ``pred_adv`` (E, k); an npz holding a ``filters`` array
-(N, C, h, w) is drawn as a filter grid. Only the first seed of each configuration is
-shown, to keep the report small.
+(E, k, *input_shape) and ``pred_adv`` (E, k). First layers are
+``RUN_DIR/cells/<cell>/first_layer.npy``: convolution filters (out, in, kh, kw) or the
+rows of a linear layer (out, features), drawn as images of the input's shape. Only the
+first seed of each configuration is shown, to keep the report small.
 """
 
 from __future__ import annotations
@@ -112,9 +113,30 @@ def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
     return fig
 
 
-def filter_grid(filters: np.ndarray, title: str):
-    """First-layer filters (N, C, h, w), each scaled to its own [min, max]."""
-    filters = np.asarray(filters, dtype=float)[:64]
+def filter_images(weight: np.ndarray, input_shape) -> list[np.ndarray]:
+    """The first layer's units as (C, h, w) arrays: convolution filters as they are,
+    linear rows reshaped to the input's shape (or a square); [] when neither fits."""
+    weight = np.asarray(weight, dtype=float)
+    if weight.ndim == 4:
+        return list(weight)
+    if weight.ndim == 2:
+        features = weight.shape[1]
+        shape = tuple(input_shape or ())
+        if shape and int(np.prod(shape)) == features:
+            shape = shape if len(shape) == 3 else (1, *shape) if len(shape) == 2 else None
+        else:
+            shape = None
+        if shape is None and math.isqrt(features) ** 2 == features:
+            shape = (1, math.isqrt(features), math.isqrt(features))
+        if shape is not None:
+            return list(weight.reshape(len(weight), *shape))
+    return []
+
+
+def filter_grid(filters: list[np.ndarray], title: str):
+    """Up to 64 first-layer filters: single-channel ones on a diverging scale centred at
+    zero (red positive, blue negative), colour ones each scaled to its own [min, max]."""
+    filters = filters[:64]
     cols = min(8, len(filters))
     rows = math.ceil(len(filters) / cols)
     fig, axes = C.new_figure(cols, rows, width=0.9, height=0.9, label=title, layout=None)
@@ -123,17 +145,50 @@ def filter_grid(filters: np.ndarray, title: str):
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, w in zip(axes.ravel(), filters):
-        w = (w - w.min()) / (w.max() - w.min() or 1.0)
-        image = as_image(w if w.ndim == 3 else w[None])
-        if image is not None:
-            ax.imshow(image[0], cmap=image[1], vmin=0, vmax=1, interpolation="nearest")
+        if w.shape[0] == 3:
+            w = (w - w.min()) / (w.max() - w.min() or 1.0)
+            ax.imshow(np.moveaxis(w, 0, -1), interpolation="nearest")
+        else:
+            image = w.mean(axis=0)
+            limit = float(np.abs(image).max()) or 1.0
+            ax.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
     fig.suptitle(title, fontsize=9)
     return fig
 
 
+class FirstLayerFilters(Reporter):
+    """First-layer filters of each configuration (PROTOCOLS A7, paper 000 Fig. 13):
+    convolution kernels, or the rows of a first linear layer shown as images of the
+    input."""
+
+    name = "filters"
+
+    def sections(self, run):
+        layers = run.first_layers()
+        if not layers:
+            return []
+        record = run.read_run()
+        shown = first_seed_cells(record, C.group_keys(record))
+        shape = C.data_info(record).get("input_shape")
+        figures = []
+        for cell, group in shown.items():
+            filters = filter_images(layers[cell], shape) if cell in layers else []
+            if filters:
+                figures.append(filter_grid(filters, f"First-layer filters: {group}"))
+        if not figures:
+            return []
+        text = ("The first weight layer of each configuration's model (first seed), up to "
+                "64 units. Single-channel filters: red positive, blue negative weights, each "
+                "on its own symmetric scale; colour filters are scaled to their own range. "
+                "Paper 000 (Fig. 13) finds smoother filters with L2 weight decay, some of "
+                "them exactly zero.")
+        return [ReportSection(title="First-layer filters", text=text, figures=figures,
+                              order=65)]
+
+
 class AdversarialExamples(Reporter):
     """Grids of stored examples: clean vs adversarial inputs at a few budgets (prediction
-    in red when wrong), fooling images from noise, and first-layer filters."""
+    in red when wrong), and fooling images generated from noise."""
 
     name = "examples"
 
@@ -156,10 +211,7 @@ class AdversarialExamples(Reporter):
                                         k[1]))
         for cell, attack in ordered:
             arrays, group = artifacts[(cell, attack)], shown[cell]
-            if "filters" in arrays:
-                title = f"First-layer filters: {group}"
-                draw = partial(filter_grid, arrays["filters"], title)
-            elif {"epsilons", "clean", "adversarial", "pred_adv", "labels"} <= arrays.keys() \
+            if {"epsilons", "clean", "adversarial", "pred_adv", "labels"} <= arrays.keys() \
                     and as_image(arrays["clean"][0]) is not None:
                 tm = attacks.get(attack, {}).get("threat_model")
                 title = f"{attack} on {group}"
