@@ -277,7 +277,8 @@ def parse_epsilons(ctx: _Ctx, value: Any, key: str) -> tuple[float, ...]:
             num = value["num"]
             if isinstance(num, bool) or not isinstance(num, int) or num < 1:
                 raise ctx.error(f"{key}.num", f"expected a positive integer, got {num!r}")
-            eps = [start + (stop - start) * i / (num - 1) for i in range(num)] if num > 1 else [start]
+            eps = ([start + (stop - start) * i / (num - 1) for i in range(num)] if num > 1
+                   else [start])
         else:
             step = number(value["step"], f"{key}.step")
             if step <= 0:
@@ -347,7 +348,7 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
     )
 
     training_raw = ctx.table(raw, "training", "training")
-    training = _parse_training(ctx, training_raw, "training")
+    _parse_training(ctx, training_raw, "training")  # errors point at [training] itself
 
     models_raw = raw.get("models")
     if not isinstance(models_raw, list) or not models_raw:
@@ -381,7 +382,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
         key = f"defenses.{label}"
         _label(ctx, label, key)
         if not isinstance(stack, list) or any(not isinstance(d, dict) for d in stack):
-            raise ctx.error(key, "expected a list of tables such as [{ defense = \"weight_decay\" }]")
+            raise ctx.error(key, "expected a list of tables such as "
+                                 "[{ defense = \"weight_decay\" }]")
         comps = []
         for j, d in enumerate(stack):
             if "defense" not in d:
@@ -422,7 +424,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
                 raise ctx.error(f"{key}.source", f"expected \"MODEL/DEFENSE\", got {source!r}")
             m, d = source.split("/")
             if m not in model_labels:
-                raise ctx.error(f"{key}.source", f"unknown model {m!r}{did_you_mean(m, model_labels)}")
+                raise ctx.error(f"{key}.source",
+                                f"unknown model {m!r}{did_you_mean(m, model_labels)}")
             if d not in stack_labels:
                 raise ctx.error(f"{key}.source", f"unknown defense stack {d!r}"
                                                  f"{did_you_mean(d, stack_labels)}")
@@ -440,7 +443,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
             examples=_typed(ctx, entry, "examples", int, key, 8, "an integer"),
         )
         if targets and not registry.get("attack", spec.component.name).supports_targets:
-            raise ctx.error(f"{key}.targets", f"attack {spec.component.name!r} has no targeted mode")
+            raise ctx.error(f"{key}.targets",
+                            f"attack {spec.component.name!r} has no targeted mode")
         attacks.append(spec)
 
     metrics_raw = ctx.table(raw, "metrics", "metrics")
@@ -459,7 +463,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
     ctx.check_keys(report, ("formats",), "report")
     formats = report.get("formats", ["html", "md"])
     if not isinstance(formats, list) or any(f not in ("html", "md") for f in formats):
-        raise ctx.error("report.formats", f"expected a list of \"html\" and \"md\", got {formats!r}")
+        raise ctx.error("report.formats",
+                        f"expected a list of \"html\" and \"md\", got {formats!r}")
 
     return ExperimentSpec(
         name=name, file=file, seeds=tuple(seeds), device=device, output=output,

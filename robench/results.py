@@ -170,7 +170,8 @@ class RunStore:
         """Metric rows computed per cell while its model was loaded."""
         import pandas as pd
 
-        frames = [pd.read_parquet(p) for p in sorted((self.path / "cells").glob("*/metrics.parquet"))]
+        paths = sorted((self.path / "cells").glob("*/metrics.parquet"))
+        frames = [pd.read_parquet(p) for p in paths]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def first_layers(self) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import platform
 import subprocess
-import sys
 import time
 import traceback
 from importlib import metadata
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import AttackSpec, ExperimentSpec, ModelSpec, DefenseStack, stable_hash
+from .config import AttackSpec, DefenseStack, ExperimentSpec, ModelSpec, stable_hash
 from .plugins import Registry, get_registry
 from .results import RESULT_COLUMNS, RunStore, atomic_write_bytes, atomic_write_parquet
 
@@ -230,7 +229,6 @@ class Runner:
 
     def model_for(self, cell: Cell):
         """The trained model of ``cell``: from memory, the cache, or by training it."""
-        import pandas as pd
         import torch
 
         if cell.key in self._models:
@@ -422,7 +420,8 @@ class Runner:
         self.record = self._init_record()
         self.record["device"] = str(self.device)
         if Path(self.spec.file).is_file():
-            atomic_write_bytes(self.store.path / "experiment.toml", Path(self.spec.file).read_bytes())
+            atomic_write_bytes(self.store.path / "experiment.toml",
+                               Path(self.spec.file).read_bytes())
         self._save()
         began = time.perf_counter()
         units_by_cell: dict[str, list[Unit]] = {}

@@ -116,6 +116,7 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
         for defense in defenses:
             defense.after_epoch(model, epoch, ctx)
         record(epoch)
-        bar.set_postfix(train_acc=f"{rows[-2]['accuracy']:.3f}", test_acc=f"{rows[-1]['accuracy']:.3f}")
+        bar.set_postfix(train_acc=f"{rows[-2]['accuracy']:.3f}",
+                        test_acc=f"{rows[-1]['accuracy']:.3f}")
     model.eval()
     return pd.DataFrame(rows)

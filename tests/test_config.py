@@ -23,7 +23,8 @@ def test_smoke_file_parses_into_specs(write_toml, registry):
 
 @pytest.mark.parametrize("sweep, expected", [
     ('["1/255", "2/255", 0.5]', (1 / 255, 2 / 255, 0.5)),
-    ('{ start = "0/255", stop = "8/255", step = "2/255" }', tuple(i / 255 for i in (0, 2, 4, 6, 8))),
+    ('{ start = "0/255", stop = "8/255", step = "2/255" }',
+     tuple(i / 255 for i in (0, 2, 4, 6, 8))),
     ("{ start = 0, stop = 1, num = 3 }", (0, 0.5, 1)),
 ])
 def test_epsilon_sweeps(write_toml, registry, sweep, expected):
@@ -41,7 +42,8 @@ def test_model_training_override(write_toml, registry):
 BAD = [
     # (old, new, key path in the message, words in the message, line)
     ('[report]', '[reports]', "reports", "unknown key (did you mean 'report'?)", None),
-    ("repeats = 2", "repeat = 2", "attacks[0].repeat", "unknown option (did you mean 'repeats'?)", 27),
+    ("repeats = 2", "repeat = 2", "attacks[0].repeat",
+     "unknown option (did you mean 'repeats'?)", 27),
     ('attack = "test.sign_noise"', 'attack = "test.sign_nois"', "attacks[0].attack",
      "unknown attack 'test.sign_nois' (did you mean 'test.sign_noise'?)", 25),
     ("epsilons = { start = 0, stop = 0.5, num = 6 }", 'epsilons = ["8/255", "x"]',
@@ -52,7 +54,8 @@ BAD = [
     ("lr = 0.01", "lr = -1.0", "training", "lr must be positive", None),
     ('dataset = "test.blobs"', 'dataset = "test.blob"', "data.dataset",
      "did you mean 'test.blobs'", 8),
-    ('hidden = [16]', 'hidden = [0]', "models[0].model", "hidden layer widths must be positive", None),
+    ('hidden = [16]', 'hidden = [0]', "models[0].model",
+     "hidden layer widths must be positive", None),
     ("coefficient = 0.01", 'coefficent = 0.01', "defenses.l2[0].coefficent",
      "did you mean 'coefficient'", 21),
 ]

@@ -28,7 +28,12 @@ hidden = [32]
 none = []
 l2 = [{ defense = "weight_decay", norm = "l2", coefficient = 0.05 }]
 l1 = [{ defense = "weight_decay", norm = "l1", coefficient = 0.002 }]
-pgd = [{ defense = "adversarial_training", attack = "torchattacks.PGD", eps = 0.1, attack_options = { steps = 5, alpha = 0.04 } }]
+
+[[defenses.pgd]]
+defense = "adversarial_training"
+attack = "torchattacks.PGD"
+eps = 0.1
+attack_options = { steps = 5, alpha = 0.04 }
 
 [[attacks]]
 name = "pgd"

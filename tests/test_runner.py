@@ -103,7 +103,8 @@ def test_rerun_reuses_everything_and_changed_attack_is_recomputed(write_toml, re
 def test_killed_run_resumes_to_the_same_results(tmp_path, registry):
     """SIGKILL a CLI run after its first stored unit; the rerun skips what was stored and
     ends with exactly the rows of an uninterrupted run."""
-    text = SMOKE.replace("    ", "").replace("none = []", "none = []\nl1 = [{ defense = \"weight_decay\", norm = \"l1\", coefficient = 0.001 }]")
+    l1 = 'l1 = [{ defense = "weight_decay", norm = "l1", coefficient = 0.001 }]'
+    text = SMOKE.replace("    ", "").replace("none = []", "none = []\n" + l1)
     text = text.replace("repeats = 2", "repeats = 40")
     path = tmp_path / "exp.toml"
     path.write_text(text)

@@ -77,4 +77,5 @@ class AdversarialTraining(Defense):
         import torch.nn.functional as F
 
         n, mix = self._clean, self.options.mix
-        return (1 - mix) * F.cross_entropy(logits[:n], y[:n]) + mix * F.cross_entropy(logits[n:], y[n:])
+        clean, adversarial = F.cross_entropy(logits[:n], y[:n]), F.cross_entropy(logits[n:], y[n:])
+        return (1 - mix) * clean + mix * adversarial

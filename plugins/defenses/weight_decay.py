@@ -11,12 +11,14 @@ from robench import Defense
 @dataclasses.dataclass(frozen=True)
 class WeightDecayOptions:
     norm: Literal["l2", "l1"] = dataclasses.field(
-        default="l2", metadata={"help": "l2: coefficient * 0.5 * sum(w^2); l1: coefficient * sum|w|"})
+        default="l2",
+        metadata={"help": "l2: coefficient * 0.5 * sum(w^2); l1: coefficient * sum|w|"})
     coefficient: float = dataclasses.field(
         default=1e-3, metadata={"help": "lambda, multiplying the penalty"})
     parameters: Literal["weights", "all"] = dataclasses.field(
-        default="weights", metadata={"help": "weights: every parameter with 2+ dimensions "
-                                             "(linear and conv kernels, not biases); all: every parameter"})
+        default="weights",
+        metadata={"help": "weights: every parameter with 2+ dimensions (linear and conv "
+                          "kernels, not biases); all: every parameter"})
 
     def __post_init__(self):
         if self.coefficient < 0:
