@@ -133,14 +133,24 @@ class RunStore:
 
     @property
     def results(self):
-        """The tidy per-sample frame of every finished unit (empty frame if none)."""
+        """The tidy per-sample frame of every finished unit (empty frame if none).
+
+        ``frame.attrs`` carries what the dataset declared (``num_classes``, ``bounds``,
+        ``eps_scale``), so metrics know chance level without the data.
+        """
         import pandas as pd
 
+        record = self.read_run()
         parts = [self.part_path(u) for u in self.done_units()]
         parts = [p for p in parts if p.is_file()]
         if not parts:
-            return pd.DataFrame(columns=list(RESULT_COLUMNS))
-        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+            frame = pd.DataFrame(columns=list(RESULT_COLUMNS))
+        else:
+            frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        data = record.get("data") or {}
+        frame.attrs.update({k: data[k] for k in ("num_classes", "bounds", "eps_scale")
+                            if k in data})
+        return frame
 
     @property
     def metrics(self):

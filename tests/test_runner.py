@@ -61,6 +61,7 @@ def test_metrics_history_and_provenance(smoke_run):
     assert record["status"] == "done" and record["device"] == "cpu"
     assert record["versions"]["torch"] and record["experiment"]["config_hash"]
     assert record["data"]["n_test"] == 200 and record["data"]["input_shape"] == [4]
+    assert smoke_run.results.attrs["num_classes"] == 2
     assert {u["status"] for u in record["units"].values()} == {"done"}
     assert all(c["cached"] is False for c in record["cells"].values())
     layers = smoke_run.store.first_layers()
