@@ -15,12 +15,30 @@ from art.estimators.classification import PyTorchClassifier
 from . import _runtime as rt
 
 
-def classifier(model: torch.nn.Module, x: torch.Tensor,
-               bounds: tuple[float, float]) -> PyTorchClassifier:
+_PROBABILITY_ATTACKS = {"SimBA"}
+"""ART attacks that refuse a model returning logits: they get softmax probabilities."""
+
+
+class _ArtInput(torch.nn.Module):
+    """Casts ART's inputs to ``x``'s dtype (some ART attacks build float64 arrays) and,
+    where an attack needs them, turns logits into probabilities."""
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype, softmax: bool):
+        super().__init__()
+        self.model, self.dtype, self.softmax = model, dtype, softmax
+
+    def forward(self, x):
+        out = self.model(x.to(self.dtype))
+        return out.softmax(dim=1) if self.softmax else out
+
+
+def classifier(model: torch.nn.Module, x: torch.Tensor, bounds: tuple[float, float],
+               probabilities: bool = False) -> PyTorchClassifier:
     """``model`` as an ART ``PyTorchClassifier`` for inputs shaped like ``x``."""
     finite = all(math.isfinite(float(b)) for b in bounds)
     return PyTorchClassifier(
-        model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+        model=_ArtInput(model, x.dtype, probabilities), loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
         nb_classes=rt.num_classes(model, x),
         clip_values=(float(bounds[0]), float(bounds[1])) if finite else None,
         device_type="gpu" if x.is_cuda else "cpu")
@@ -31,11 +49,11 @@ def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     """Run the ART class of ``attack.entry`` once; labels (or targets) are always given."""
     entry = attack.entry
     cls = getattr(importlib.import_module(entry["module"]), entry["class"])
-    clf = classifier(model, x, bounds)
+    clf = classifier(model, x, bounds, probabilities=entry["class"] in _PROBABILITY_ATTACKS)
     kwargs = attack.library_kwargs()
     if entry["norm_option"]:
-        norm = kwargs["norm"]
-        kwargs["norm"] = np.inf if str(norm) == "inf" else norm
+        norm = str(kwargs["norm"])
+        kwargs["norm"] = np.inf if norm == "inf" else int(float(norm))
     params = cls.attack_params
     if "targeted" in params:
         kwargs["targeted"] = targets is not None
