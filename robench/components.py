@@ -138,9 +138,10 @@ class Model(Component):
         called once after ``build`` with the training split; the default does nothing."""
         return None
 
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-        """The model's own training loss (e.g. hinge loss of a linear SVM); ``None``
-        (the default) means cross-entropy. A defense's ``loss`` takes precedence."""
+    def sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """The model's own training loss *per sample*, shape ``(N,)`` (e.g. the hinge loss
+        of a linear SVM); ``None`` (the default) means cross-entropy. A defense's
+        ``sample_loss`` takes precedence."""
         return None
 
 
@@ -169,8 +170,15 @@ class Defense(Component):
 
     Called by the host's training loop, in this order: ``wrap_model`` once after the
     model is built; per batch ``transform_batch`` (e.g. adversarial examples), then the
-    loss is cross-entropy plus every ``loss_term``, then ``after_step``; ``after_epoch``
-    at the end of each epoch.
+    loss, then ``after_step``; ``after_epoch`` at the end of each epoch. The loss is
+
+        sum_i weight_i * sample_loss_i  +  sum over defenses of loss_term
+
+    where ``sample_loss`` is the first defense's ``sample_loss`` that is not None (e.g.
+    label smoothing), else the model's, else cross-entropy; and ``weight`` is uniform
+    (the batch mean) unless ``transform_batch`` returned weights (adversarial training
+    mixing clean and adversarial halves). So per-sample losses and batch mixing compose
+    in any stack order.
     """
 
     kind = "defense"
@@ -179,12 +187,15 @@ class Defense(Component):
         return model
 
     def transform_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        epoch: int, ctx: TrainingContext) -> tuple[torch.Tensor, torch.Tensor]:
+                        epoch: int, ctx: TrainingContext) -> tuple:
+        """Return ``(x, y)``, or ``(x, y, weights)`` with one weight per sample summing to
+        1 to weight the batch (at most one defense of a stack may weight it)."""
         return x, y
 
-    def loss(self, model: nn.Module, logits: torch.Tensor, y: torch.Tensor,
-             ctx: TrainingContext) -> torch.Tensor | None:
-        """Replace the data loss (e.g. label smoothing); ``None`` keeps cross-entropy."""
+    def sample_loss(self, model: nn.Module, logits: torch.Tensor, y: torch.Tensor,
+                    ctx: TrainingContext) -> torch.Tensor | None:
+        """Replace the per-sample data loss, shape ``(N,)`` (e.g. label smoothing);
+        ``None`` keeps the model's loss or cross-entropy."""
         return None
 
     def loss_term(self, model: nn.Module, ctx: TrainingContext) -> torch.Tensor | None:

@@ -93,16 +93,23 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
             if spec.augment == "crop_flip":
                 xb = crop_flip(xb, ctx.generator)
+            weights = None
             for defense in defenses:
-                xb, yb = defense.transform_batch(model, xb, yb, epoch, ctx)
+                xb, yb, *rest = defense.transform_batch(model, xb, yb, epoch, ctx)
+                if rest:
+                    if weights is not None:
+                        raise RuntimeError(f"two defenses weight the batch; {defense.name!r} "
+                                           f"cannot be stacked with another one that does")
+                    weights = rest[0]
             model.train()
             logits = model(xb)
-            loss = next((out for d in defenses
-                         if (out := d.loss(model, logits, yb, ctx)) is not None), None)
-            if loss is None:
-                loss = factory.loss(logits, yb)
-            if loss is None:
-                loss = F.cross_entropy(logits, yb)
+            per_sample = next((out for d in defenses if (out := d.sample_loss(
+                model, logits, yb, ctx)) is not None), None)
+            if per_sample is None:
+                per_sample = factory.sample_loss(logits, yb)
+            if per_sample is None:
+                per_sample = F.cross_entropy(logits, yb, reduction="none")
+            loss = per_sample.mean() if weights is None else (weights * per_sample).sum()
             for defense in defenses:
                 term = defense.loss_term(model, ctx)
                 if term is not None:

@@ -85,3 +85,53 @@ def test_history_is_measured_in_eval_mode_every_epoch(run):
     # epoch 0 is the untrained model: near chance on 10 classes
     first = none[none["epoch"] == 0].set_index("split")
     assert first.loc["test", "accuracy"] < 0.3
+
+
+def test_stacked_losses_compose_in_any_order():
+    """Label smoothing (a per-sample loss) and adversarial training (a weighted batch)
+    give exactly one SGD step on 0.75 * LS(x) + 0.25 * LS(x_adv), whichever comes first."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from robench.components import TrainingContext
+    from robench.config import TrainingSpec, component_spec
+    from robench.plugins import get_registry
+    from robench.training import train
+
+    registry = get_registry()
+    data = registry.get("dataset", "digits")().load(None)
+    data.x_train, data.y_train = data.x_train[:32], data.y_train[:32]
+    data.x_test, data.y_test = data.x_test[:8], data.y_test[:8]
+    factory = registry.get("model", "mlp")(registry.get("model", "mlp").Options(hidden=(8,)))
+    smoothing = component_spec("defense", "label_smoothing", {"smoothing": 0.2}).create(registry)
+    spec = TrainingSpec(optimizer="sgd", lr=0.5, momentum=0.0, epochs=1, batch_size=32)
+
+    def attack(name, options):
+        return component_spec("attack", name, options).create(registry)
+
+    torch.manual_seed(0)
+    start = factory.build(data.info)
+    expected = copy.deepcopy(start)
+    fgsm = attack("torchattacks.FGSM", {})
+    x, y = data.x_train, data.y_train
+    x_adv = fgsm.perturb(expected.eval(), x, y, 0.1, bounds=(0.0, 1.0))
+    expected.train()
+    loss = (0.75 * F.cross_entropy(expected(x), y, label_smoothing=0.2)
+            + 0.25 * F.cross_entropy(expected(x_adv), y, label_smoothing=0.2))
+    loss.backward()
+    with torch.no_grad():
+        for p in expected.parameters():
+            p -= 0.5 * p.grad
+
+    for order in ("smoothing first", "adversarial first"):
+        adversarial = component_spec("defense", "adversarial_training", {
+            "attack": "torchattacks.FGSM", "eps": 0.1, "mix": 0.25}).create(registry)
+        stack = [smoothing, adversarial] if order == "smoothing first" else [adversarial,
+                                                                            smoothing]
+        model = copy.deepcopy(start)
+        ctx = TrainingContext(info=data.info, device=torch.device("cpu"), epochs=1,
+                              generator=torch.Generator().manual_seed(0), attack=attack)
+        train(model, factory, data, spec, stack, ctx, progress=False)
+        for got, want in zip(model.parameters(), expected.parameters()):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=order)

@@ -21,13 +21,14 @@ def test_label_smoothing_loss_by_hand():
     torch.manual_seed(0)
     logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 1, 0])
     alpha = 0.2
-    loss = LabelSmoothing(LabelSmoothing.Options(smoothing=alpha)).loss(None, logits, y, CTX)
+    loss = LabelSmoothing(LabelSmoothing.Options(smoothing=alpha)).sample_loss(
+        None, logits, y, CTX).mean()
     logp = logits.log_softmax(1)
     target = torch.full((6, 4), alpha / 4)
     target[torch.arange(6), y] += 1 - alpha
     assert loss.item() == pytest.approx(-(target * logp).sum(1).mean().item(), rel=1e-6)
-    assert LabelSmoothing(LabelSmoothing.Options(smoothing=0.0)).loss(
-        None, logits, y, CTX).item() == pytest.approx(F.cross_entropy(logits, y).item())
+    assert LabelSmoothing(LabelSmoothing.Options(smoothing=0.0)).sample_loss(
+        None, logits, y, CTX).mean().item() == pytest.approx(F.cross_entropy(logits, y).item())
     with pytest.raises(ConfigError, match="smoothing"):
         parse_options(LabelSmoothing.Options, {"smoothing": 1.0})
 

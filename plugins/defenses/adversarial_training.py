@@ -36,7 +36,8 @@ class AdversarialTraining(Defense):
     """Trains on adversarial examples: FGSM/PGD or any attack with a ``perturb`` path.
 
     After ``warmup_epochs`` clean epochs, each batch ``x`` becomes ``[x, x_adv]`` and the
-    loss is ``(1 - mix) * CE(x) + mix * CE(x_adv)`` (paper 000 A2 uses mix 0.5 with 7-step
+    loss is ``(1 - mix) * L(x) + mix * L(x_adv)`` (``L``: the per-sample loss of the stack,
+    cross-entropy unless the model or another defense changes it) (paper 000 A2 uses mix 0.5 with 7-step
     PGD, eps 8/255, step 2/255, labels = the model's predictions, after 50 clean epochs;
     Madry et al. use mix 1). ``mix = 1`` skips the clean half. Examples are generated in
     eval mode with the attack plugin named by ``attack`` (e.g. ``torchattacks.FGSM``).
@@ -48,12 +49,10 @@ class AdversarialTraining(Defense):
     def __init__(self, options=None):
         super().__init__(options)
         self._attack = None
-        self._clean = 0  # size of the clean part of the current batch
 
     def transform_batch(self, model, x, y, epoch, ctx):
         import torch
 
-        self._clean = 0
         if epoch <= self.options.warmup_epochs:
             return x, y
         if self._attack is None:
@@ -68,14 +67,6 @@ class AdversarialTraining(Defense):
         model.train()
         if self.options.mix >= 1:
             return x_adv, y
-        self._clean = len(x)
-        return torch.cat([x, x_adv]), torch.cat([y, y])
-
-    def loss(self, model, logits, y, ctx):
-        if not self._clean:
-            return None
-        import torch.nn.functional as F
-
-        n, mix = self._clean, self.options.mix
-        clean, adversarial = F.cross_entropy(logits[:n], y[:n]), F.cross_entropy(logits[n:], y[n:])
-        return (1 - mix) * clean + mix * adversarial
+        n, mix = len(x), self.options.mix
+        weights = torch.cat([torch.full((n,), (1 - mix) / n), torch.full((n,), mix / n)])
+        return torch.cat([x, x_adv]), torch.cat([y, y]), weights.to(x.device)

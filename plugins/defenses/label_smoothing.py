@@ -24,15 +24,15 @@ class LabelSmoothing(Defense):
     The target of a sample of class ``y`` is ``(1 - alpha) * one_hot(y) + alpha / K``
     (``torch.nn.functional.cross_entropy(..., label_smoothing=alpha)``). Paper 000
     mentions label smoothing for its CIFAR-10 CNN; its released code has it commented
-    out (PROTOCOLS A2). It replaces the loss, so in a stack with another defense that
-    replaces the loss (adversarial training with ``mix < 1``) the host uses the first
-    one's loss only.
+    out (PROTOCOLS A2). It replaces the per-sample loss, so it composes with adversarial
+    training (which weights the clean and adversarial halves of the batch) in any order.
     """
 
     name = "label_smoothing"
     Options = LabelSmoothingOptions
 
-    def loss(self, model, logits, y, ctx):
+    def sample_loss(self, model, logits, y, ctx):
         import torch.nn.functional as F
 
-        return F.cross_entropy(logits, y, label_smoothing=self.options.smoothing)
+        return F.cross_entropy(logits, y, label_smoothing=self.options.smoothing,
+                               reduction="none")

@@ -95,7 +95,7 @@ class LogisticRegression(Model):
 class LinearSVM(LogisticRegression):
     """Linear soft-margin SVM: the same two-logit linear model, trained on the hinge loss.
 
-    The model's :meth:`loss` is the mean hinge loss ``max(0, 1 - s z)`` with ``s = +1``
+    The model's :meth:`sample_loss` is the hinge loss ``max(0, 1 - s z)`` with ``s = +1``
     for class 1 and ``-1`` for class 0 (``z`` is the logit difference); the host uses it
     instead of cross-entropy. The SVM's regulariser ``lambda/2 ||w||^2`` is the
     ``weight_decay`` defense (norm ``l2``, ``coefficient = lambda``; paper 002's lambda
@@ -111,8 +111,8 @@ class LinearSVM(LogisticRegression):
                                                "expert: class-1 mean minus class-0 mean"})
         bias: bool = dataclasses.field(default=True, metadata={"help": "learn a bias term"})
 
-    def loss(self, logits, y):
-        """Mean hinge loss of the score ``z = logits[:, 1] - logits[:, 0]``."""
+    def sample_loss(self, logits, y):
+        """Hinge loss per sample of the score ``z = logits[:, 1] - logits[:, 0]``."""
         z = logits[:, 1] - logits[:, 0]
         sign = y.to(z.dtype) * 2 - 1
-        return (1 - sign * z).clamp_min(0).mean()
+        return (1 - sign * z).clamp_min(0)
