@@ -36,10 +36,10 @@ class AdversarialTraining(Defense):
     """Trains on adversarial examples: FGSM/PGD or any attack with a ``perturb`` path.
 
     After ``warmup_epochs`` clean epochs, each batch ``x`` becomes ``[x, x_adv]`` and the
-    loss is ``(1 - mix) * L(x) + mix * L(x_adv)`` (``L``: the per-sample loss of the stack,
-    cross-entropy unless the model or another defense changes it) (paper 000 A2 uses mix 0.5 with 7-step
-    PGD, eps 8/255, step 2/255, labels = the model's predictions, after 50 clean epochs;
-    Madry et al. use mix 1). ``mix = 1`` skips the clean half. Examples are generated in
+    loss is ``(1 - mix) * L(x) + mix * L(x_adv)``, ``L`` being the stack's per-sample loss
+    (cross-entropy unless the model or another defense changes it). Paper 000 A2 uses
+    mix 0.5 with 7-step PGD, eps 8/255, step 2/255, labels = the model's predictions,
+    after 50 clean epochs; Madry et al. use mix 1. ``mix = 1`` skips the clean half. Examples are generated in
     eval mode with the attack plugin named by ``attack`` (e.g. ``torchattacks.FGSM``).
     """
 
