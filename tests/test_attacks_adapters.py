@@ -137,3 +137,14 @@ def test_l0_minimal_attack_is_thresholded_on_the_fraction_of_changed_values(data
                                                          bounds=BOUNDS)
     for eps, adv in zip(epsilons, result.adversarials):
         assert (adv != x[:16]).flatten(1).float().mean(1).max() <= eps
+
+
+def test_inputs_are_attacked_in_chunks_of_batch_size(data):
+    model, x, y = data
+    for name, options in (("torchattacks.PGD", {"steps": 3, "random_start": False}),
+                          ("foolbox.L2DeepFoolAttack", {})):
+        whole = make(name, batch_size=0, **options).run(model, x, y, [0.1, 1.0], bounds=BOUNDS)
+        chunked = make(name, batch_size=7, **options).run(model, x, y, [0.1, 1.0],
+                                                           bounds=BOUNDS)
+        for a, b in zip(whole.adversarials, chunked.adversarials):
+            assert torch.allclose(a, b, atol=1e-6), name

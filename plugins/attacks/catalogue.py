@@ -133,6 +133,13 @@ def _json_default(default: Any) -> Any:
     return default
 
 
+_BATCH_OPTION = {"name": "batch_size", "type": "int", "required": False, "default": 256,
+                 "adapter": True,
+                 "help": "inputs per library call (the adapter splits larger sets; "
+                         "0 = all at once)"}
+"""Adapter option of torchattacks and foolbox entries (ART batches by itself)."""
+
+
 def _options(cls: type, exclude: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Constructor options usable from TOML, and the names that were left out."""
     options, dropped = [], []
@@ -228,6 +235,7 @@ def _torchattacks() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
             continue
         instance = cls(probe)
         options, dropped = _options(cls, _TA_ADAPTER_PARAMS | {eps_param} | {"verbose"})
+        options.append(dict(_BATCH_OPTION))
         for opt in options:
             if opt["name"] == "norm" and norm_values:
                 opt.update(type="literal:" + "|".join(norm_values),
@@ -300,6 +308,7 @@ def _foolbox() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         source = "".join(inspect.getsource(k) for k in cls.__mro__
                          if k.__module__.startswith("foolbox.attacks"))
         options, dropped = _options(cls, {"distance"})
+        options.append(dict(_BATCH_OPTION))
         if flexible:
             options.insert(0, {"name": "distance", "type": "literal:l1|l2|linf",
                                "required": False, "default": "l2",

@@ -88,7 +88,8 @@ class JSMA(Attack):
         d = math.prod(x.shape[1:])
         crafting = source_model if source_model is not None else model
         adversarials = []
-        with rt.eval_mode(crafting), rt.seeded(rt.draw_seed(generator), x.device):
+        seed = rt.draw_seed(generator)
+        with rt.eval_mode(crafting):
             for eps in epsilons:
                 gamma = library_gamma(float(eps), d, self.options.implementation)
                 if gamma <= 0:
@@ -99,8 +100,8 @@ class JSMA(Attack):
                     opts["batch_size"] = self.options.batch_size
                 adapter = adapter_cls(adapter_cls.Options(**opts))
                 adapter._check_call(x, targets, bounds)
-                adv = adapter._craft(crafting, x, y, None, targets, bounds, None)
-                adversarials.append(adv.detach().to(x.device, x.dtype))
+                adversarials.append(
+                    adapter._craft_batched(crafting, x, y, None, targets, bounds, seed))
         return AttackResult(epsilons=list(epsilons), adversarials=adversarials,
                             library=adapter_cls.library,
                             library_version=adapter_cls.library_version,

@@ -23,11 +23,13 @@ How a sweep is answered (:meth:`LibraryAttack.run`):
 * eps = 0 returns the clean inputs (bounded attacks change nothing at zero budget);
 * ``targets`` switches to the library's targeted mode; ``source_model`` crafts the
   adversarials on that model (transfer attack), the host evaluates them on ``model``;
-* ``generator`` gives one seed per call; every library call (each eps) runs with torch,
-  numpy and ``random`` seeded by it inside a forked RNG state
+* inputs go to the library in chunks of the adapter option ``batch_size`` (torchattacks
+  and foolbox; ART batches by itself), so a large test set fits in memory;
+* ``generator`` gives one seed per call; every library call (each eps, chunk ``k``) runs
+  with torch, numpy and ``random`` seeded by ``seed + k`` inside a forked RNG state
   (:func:`robench_plugins.attacks._runtime.seeded`), so an eps's result does not depend
-  on the rest of the grid; attacks with a ``seed`` argument get the same seed. The
-  caller's global RNG streams are untouched.
+  on the rest of the grid; attacks with a ``seed`` argument get that seed. The caller's
+  global RNG streams are untouched.
 """
 
 from __future__ import annotations
@@ -143,6 +145,27 @@ class LibraryAttack(Attack):
         """One library call: adversarials for budget ``eps`` (``None``: minimal attack)."""
         raise NotImplementedError
 
+    def _craft_batched(self, model: Any, x: Any, y: Any, eps: float | None, targets: Any,
+                       bounds: tuple[float, float], seed: int | None) -> Any:
+        """:meth:`_craft` over chunks of the adapter's ``batch_size`` (where the catalogue
+        gives the adapter that option), chunk ``k`` seeded with ``seed + k``."""
+        import torch
+
+        from . import _runtime as rt
+
+        adapter_batch = any(o["name"] == "batch_size" and o.get("adapter")
+                            for o in self.entry["options"])
+        size = (self.options.batch_size if adapter_batch else 0) or max(len(x), 1)
+        out = []
+        for k, start in enumerate(range(0, len(x), size)):
+            part = slice(start, start + size)
+            chunk_seed = None if seed is None else seed + k
+            with rt.seeded(chunk_seed, x.device):
+                adv = self._craft(model, x[part], y[part], eps,
+                                  None if targets is None else targets[part], bounds, chunk_seed)
+            out.append(adv.detach().to(x.device, x.dtype))
+        return torch.cat(out) if out else x.clone()
+
     def _check_call(self, x: Any, targets: Any, bounds: tuple[float, float]) -> None:
         self._check_bounds(bounds)
         if targets is not None and not self.supports_targets:
@@ -171,9 +194,8 @@ class LibraryAttack(Attack):
                                    else "model"}
         with rt.eval_mode(crafting):
             if self.minimal:
-                with rt.seeded(seed, x.device):
-                    adv = self._craft(crafting, x, y, None, targets, bounds, seed)
-                adv = adv.detach().to(x.device, x.dtype).clamp(*bounds)
+                adv = self._craft_batched(crafting, x, y, None, targets, bounds,
+                                          seed).clamp(*bounds)
                 ok = rt.succeeded(crafting, adv, y, targets).to(x.device)
                 dist = torch.where(ok, rt.distance(x, adv, tm), torch.full_like(ok, float("inf"),
                                                                               dtype=x.dtype))
@@ -186,10 +208,9 @@ class LibraryAttack(Attack):
                     if eps == 0:
                         adversarials.append(x.clone())
                         continue
-                    with rt.seeded(seed, x.device):  # the same seed at every eps
-                        adv = self._craft(crafting, x, y, float(eps), targets, bounds, seed)
-                    adversarials.append(rt.project(x, adv.detach().to(x.device, x.dtype),
-                                                   float(eps), tm, bounds))
+                    adv = self._craft_batched(crafting, x, y, float(eps), targets, bounds,
+                                              seed)  # the same seed at every eps
+                    adversarials.append(rt.project(x, adv, float(eps), tm, bounds))
         return AttackResult(epsilons=list(epsilons), adversarials=adversarials,
                             library=self.library, library_version=self.library_version,
                             details=details)
@@ -202,10 +223,9 @@ class LibraryAttack(Attack):
 
         self._check_call(x, None, bounds)
         seed = rt.draw_seed(generator)
-        with rt.eval_mode(model), rt.seeded(seed, x.device):
-            adv = self._craft(model, x, y, float(eps), None, bounds, seed)
-            return rt.project(x, adv.detach().to(x.device, x.dtype), float(eps),
-                              self.threat_model.value, bounds)
+        with rt.eval_mode(model):
+            adv = self._craft_batched(model, x, y, float(eps), None, bounds, seed)
+        return rt.project(x, adv, float(eps), self.threat_model.value, bounds)
 
 
 class TorchattacksAttack(LibraryAttack):
