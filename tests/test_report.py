@@ -305,6 +305,12 @@ def test_every_builtin_metric_renders(tmp_path):
     assert not [s.title for s in sections if s.title.startswith("Reporter")]
     summary = next(s for s in sections if s.title == "Summary")
     quantities = list(summary.tables[0]["quantity"])
+    assert {"worst-case AUC · linf [0, 4/16]", "worst-case AUC · l0 [0, 30%]"} <= set(quantities)
+    assert not [q for q in quantities if "@" in q]
+    # without the worst-case area, the per-eps worst case is summarised at the midpoint
+    atomic_write_parquet(store.metrics_path, metrics[metrics["metric"] != "worst_case_auc"])
+    (summary,) = Summary().sections(store)
+    quantities = list(summary.tables[0]["quantity"])
     assert "worst case · linf @ 2/16" in quantities and "worst case · l0 @ 10%" in quantities
     assert not any("over_seeds" in q for t in summary.tables for q in t["quantity"])
     # budgets in natural units: fgsm drops "none" to chance (0.1) at 3/16 for both seeds

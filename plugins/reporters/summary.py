@@ -92,7 +92,7 @@ def summary_long(run, keys: list[str]):
     (NaN for a single seed) and ``eps_unit`` the threat model of quantities that are
     budgets (breakdown eps, distances; shown in natural units), else "". Scalar metrics
     are rows without a curve axis (eps, layer, ...); per-eps worst-case rows are
-    summarised at the grid's midpoint.
+    summarised at the grid's midpoint unless a ``worst_case_auc`` metric is present.
     """
     import pandas as pd
 
@@ -110,6 +110,8 @@ def summary_long(run, keys: list[str]):
         worst = frame["metric"].astype(str).str.startswith("worst_case").to_numpy()
         scalar = frame[~axis & ~per_eps]
         worst_mid = frame[~axis & per_eps & worst]
+        if (frame["metric"] == "worst_case_auc").any():  # the area says more than one point
+            worst_mid = worst_mid.iloc[0:0]
         if len(worst_mid):
             mids = worst_mid.groupby([c for c in ("metric", "attack", "threat_model")
                                       if c in worst_mid], dropna=False)["epsilon"]
