@@ -18,8 +18,15 @@ between runs. A reporter that raises is reported inside the report, in a section
 error and traceback, and never stops the others.
 
 The output is deterministic: the same run directory gives byte-identical files (no
-render time or absolute path in the report, PNGs written without metadata, seeded
-bootstrap intervals).
+render time or absolute path in the report, PNGs written without metadata).
+
+For reporter authors: section ``text`` is Markdown (tables, fenced code, lists; raw HTML
+is shown as text); ``tables`` are DataFrames (``frame.attrs["title"]`` is the caption;
+``**bold**`` inside a cell is kept); ``figures`` are matplotlib figures, best created as
+``matplotlib.figure.Figure`` objects (no pyplot state), and ``fig.set_label(...)`` is
+the figure's caption. Sections are ordered by ``order``: 0 errors, 5 failures,
+10 summary, 20 accuracy curves, 30 metrics, 40 training, 60 examples, 65 filters,
+90 provenance.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Accuracy-vs-eps curves per attack (paper 000 Figs. 3-7, PROTOCOLS A3/A4).
+"""Accuracy-vs-eps curves per attack (paper 000 Figs. 7, 10, 11; PROTOCOLS A3/A4).
 
 One figure per attack, one line per configuration (model / defense), the mean over seeds
 with a band over seeds (seaborn's ``errorbar``: the 95% t-interval of the summary table

@@ -2,16 +2,19 @@
 
 Generic, driven by the tidy metric rows alone, so new metrics appear without changes:
 
-- rows along an axis column (``epsilon``, ``lambda``, ``gamma``, ``index``, ``bin``, ...)
-  become lines vs that axis — fooling success and margin vs eps (paper 000 Fig. 9),
-  singular-value spectra per layer (paper 003 Sec. 5, by ``index``), tilting angle and
-  d_adv vs lambda (paper 002), histograms by ``bin``;
+- rows along an axis column (``epsilon``, ``lambda``, ``rank``, ``quantile``,
+  ``bin_left``, ... see ``AXIS_COLUMNS``) become lines vs that axis — fooling success and
+  margin vs eps (paper 000 Fig. 9), singular-value spectra per layer (paper 003,
+  PROTOCOLS C; by ``rank``), tilting angle and d_adv vs lambda (paper 002), margin and
+  loss histograms (by ``bin_left``);
 - per-layer rows without such an axis become bars per layer (e.g. the std of each
   layer's singular values);
 - scalar metrics (no axis) become bars per configuration — GE-gap bars (paper 003
   Table 6) and anything unknown.
 
-Panels are split by ``attack``, ``layer``, ``threat_model`` or ``split`` when those vary.
+Panels are split by ``attack``, ``layer``, ``threat_model`` or ``split`` when those vary;
+any other qualifier that varies (``convention``, ...) gets its own line style, so that
+different series are never averaged together.
 """
 
 from __future__ import annotations
@@ -63,9 +66,13 @@ def _line_figure(name, rows, axis, keys, order, colours, eps_scale, record):
 
     facet = next((c for c in FACETS if _varying(rows, c)), None)
     rows, style = _variant(rows, {axis, facet, "layer"} - {None})
-    panels = sorted(rows[facet].dropna().unique(), key=str)[:MAX_PANELS] if facet else [None]
+    panels = sorted(rows[facet].dropna().unique(), key=str) if facet else [None]
+    label = f"{name} vs {axis}"
+    if len(panels) > MAX_PANELS:
+        label += f" (first {MAX_PANELS} of {len(panels)} values of {facet})"
+        panels = panels[:MAX_PANELS]
     fig, axes = C.new_figure(min(len(panels), 3), -(-len(panels) // 3), width=4.6,
-                             label=f"{name} vs {axis}")
+                             label=label)
     for ax in axes.ravel()[len(panels):]:
         ax.set_axis_off()
     errorbar = C.seed_errorbar(_n_seeds(rows))[0]

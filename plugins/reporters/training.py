@@ -2,8 +2,9 @@
 
 Every numeric column of the stored histories gets a panel (loss and accuracy first), so
 extra per-epoch measurements a defense logs appear without changes here. The table gives
-the last epoch's values and the generalisation gaps of paper 003 (Sec. 4: accuracy gap =
-train minus test accuracy, loss gap = test minus train loss), from the running history.
+the last epoch's values and the generalisation gaps of paper 003 (PROTOCOLS C: accuracy
+gap = train minus test accuracy, loss gap = test minus train loss), from the logged
+history.
 """
 
 from __future__ import annotations
