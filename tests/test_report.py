@@ -284,6 +284,26 @@ def test_first_layer_filters_drawn_as_input_images(rendered):
     assert filter_images(np.zeros((4, 10)), (1, 8, 8)) == []
 
 
+def test_example_grid_marks_success_and_stops_when_all_are_fooled():
+    from robench_plugins.reporters.examples import example_grid
+
+    eps = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    noise = np.zeros((2, 1, 4, 4))
+    arrays = {"epsilons": eps, "clean": noise, "labels": np.array([-1, -1]),
+              "adversarial": np.zeros((7, 2, 1, 4, 4)), "targets": np.array([3, 5]),
+              # sample 0 reaches its target from 0.2 on, sample 1 from 0.4 on
+              "pred_adv": np.array([[0, 0], [0, 0], [3, 0], [3, 0], [3, 5], [3, 5], [3, 5]])}
+    fig = example_grid(arrays, title="fooling", tm="unbounded", eps_scale=255,
+                       bounds=(0.0, 1.0), class_names=tuple("abcdef"))
+    titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes]
+    # budgets stop at 0.4, the first that fools both: 0.1, 0.2, 0.3, 0.4 (4 columns)
+    assert [t for t, _ in titles[:5]] == ["noise start → d", "ε=25.5/255: ŷ=a",
+                                          "ε=51/255: ŷ=d", "ε=76.5/255: ŷ=d",
+                                          "ε=102/255: ŷ=d"]
+    assert [c for _, c in titles[1:5]] == ["tab:green", "tab:red", "tab:red", "tab:red"]
+    assert [c for _, c in titles[6:10]] == ["tab:green", "tab:green", "tab:green", "tab:red"]
+
+
 def test_every_builtin_metric_renders(tmp_path):
     """The result-frame metrics of the metric plugins, stored as a run would, render
     without a reporter failing (their shapes: per eps, per convention, per sample, over

@@ -3,7 +3,8 @@ fooling images (inputs generated from noise, PROTOCOLS A6) and first-layer filte
 
 Artifacts are ``RUN_DIR/artifacts/<cell>/<attack>.npz`` with ``epsilons`` (E,), ``clean``
 (k, *input_shape), ``labels`` (k,; negative for generated inputs), ``adversarial``
-(E, k, *input_shape) and ``pred_adv`` (E, k). First layers are
+(E, k, *input_shape), ``pred_adv`` (E, k) and, for targeted attacks, optionally
+``targets`` (k,). First layers are
 ``RUN_DIR/cells/<cell>/first_layer.npy``: convolution filters (out, in, kh, kw) or the
 rows of a linear layer (out, features), drawn as images of the input's shape. Only the
 first seed of each configuration is shown, to keep the report small.
@@ -71,16 +72,23 @@ def first_seed_cells(record, keys) -> dict[str, str]:
 def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
     """Figure: rows = samples, columns = clean input then adversarial inputs at a few
     budgets (spread up to the first budget that fools every shown example); each
-    adversarial panel titled with its prediction (red when wrong)."""
+    adversarial panel titled with its prediction, red when the attack succeeded (the
+    label changed; with an optional ``targets`` array, the target was reached)."""
     eps = np.asarray(arrays["epsilons"], dtype=float)
     clean, adv = arrays["clean"], arrays["adversarial"]
     labels, pred = np.asarray(arrays["labels"]), np.asarray(arrays["pred_adv"])
+    targets = np.asarray(arrays["targets"]) if "targets" in arrays else None
     samples = list(range(min(MAX_SAMPLES, len(clean))))
+    if targets is not None:
+        fooled = pred[:, samples] == targets[samples]
+    elif (labels[samples] >= 0).all():
+        fooled = pred[:, samples] != labels[samples]
+    else:  # generated inputs without a target: nothing to call a success
+        fooled = np.zeros_like(pred[:, samples], dtype=bool)
     budgets = [i for i in range(len(eps)) if eps[i] > 0] or list(range(len(eps)))
-    if (labels[samples] >= 0).all():  # stop at the first budget that fools every example
-        fooled = [b for b in budgets if (pred[b, samples] != labels[samples]).all()]
-        if fooled:
-            budgets = [b for b in budgets if b <= fooled[0]]
+    first = [b for b in budgets if fooled[b].all()]
+    if first:  # stop at the first budget that fools every shown example
+        budgets = [b for b in budgets if b <= first[0]]
     budgets = [budgets[i] for i in spread(len(budgets), MAX_BUDGETS)]
     lo, hi = bounds
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -89,17 +97,19 @@ def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
     name = (lambda c: class_names[c] if 0 <= c < len(class_names) else str(c))
     fig, axes = C.new_figure(1 + len(budgets), len(samples), width=1.55, height=1.75,
                              label=title, layout=None)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.5 / (1.75 * len(samples)),
-                        wspace=0.15, hspace=0.35)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02,
+                        top=1 - 0.5 / (1.75 * len(samples)), wspace=0.15, hspace=0.35)
     for row, s in enumerate(samples):
         label = int(labels[s])
-        panels = [(clean[s], "noise start" if label < 0 else f"clean, y={name(label)}",
-                   "black")]
+        head = "noise start" if label < 0 else f"clean, y={name(label)}"
+        if targets is not None:
+            head += f" → {name(int(targets[s]))}"
+        panels = [(clean[s], head, "black")]
         for b in budgets:
-            p = int(pred[b, s])
-            colour = "black" if label < 0 else ("tab:green" if p == label else "tab:red")
-            panels.append((adv[b, s],
-                           f"ε={C.format_eps(eps[b], tm, eps_scale)}: ŷ={name(p)}", colour))
+            colour = "tab:red" if fooled[b, row] else \
+                ("black" if label < 0 and targets is None else "tab:green")
+            panels.append((adv[b, s], f"ε={C.format_eps(eps[b], tm, eps_scale)}: "
+                           f"ŷ={name(int(pred[b, s]))}", colour))
         for col, (x, text, colour) in enumerate(panels):
             ax = axes[row, col]
             image = as_image(x)
@@ -228,8 +238,10 @@ class AdversarialExamples(Reporter):
             return []
         text = ("Stored examples of the first seed of each configuration. Each row is one "
                 "input: the clean image, then the adversarial input at a few budgets with "
-                "the model's prediction (green: still correct, red: fooled). Generated "
-                "inputs (fooling images) start from noise and have no label.")
+                "the model's prediction (red: the attack succeeded — the label changed, or "
+                "for a targeted attack the target, after the arrow, was reached; green: "
+                "not yet). Generated inputs (fooling images) start from noise and have no "
+                "label.")
         if skipped:
             text += f"\n\nNot drawn (limit of {MAX_FIGURES} grids): " + \
                 ", ".join(C.inline_code(s) for s in skipped) + "."
