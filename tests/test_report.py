@@ -430,7 +430,8 @@ def test_committed_quickstart_report_rebuilds(tmp_path):
     copy = tmp_path / "copied"
     shutil.copytree(reference, copy, ignore=shutil.ignore_patterns("report.*", "figures"))
     paths = render_report(copy, registry=build_registry(autoload=False), formats=("md",))
-    assert paths["md"].read_text() == (reference / "report.md").read_text()
+    assert paths["md"].read_text() == (reference / "report.md").read_text(), \
+        "reports/quickstart is stale: run `robench report reports/quickstart` and commit it"
     assert sorted(p.name for p in (copy / "figures").glob("*.png")) == \
         sorted(p.name for p in (reference / "figures").glob("*.png"))
     # the quickstart's claim: both defenses beat the undefended model under both attacks
