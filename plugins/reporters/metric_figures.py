@@ -24,9 +24,11 @@ import numpy as np
 from robench import Reporter, ReportSection
 
 from . import _common as C
+from .summary import ROBUSTNESS_RANK, rank
 
 SHOWN_ELSEWHERE = ("clean_accuracy", "robust_accuracy", "auc")
-"""Metrics the summary table and accuracy curves already show."""
+"""Metrics the summary table and accuracy curves already show (other scalar metrics of
+the summary's main table, e.g. breakdown budgets, get no bars either)."""
 
 FACETS = ("attack", "layer", "threat_model", "split")
 """Columns that split a metric into panels when they take several values."""
@@ -174,7 +176,7 @@ class MetricFigures(Reporter):
                                             eps_scale, record))
             elif "layer" in rows:
                 per_layer.append((name, rows))
-            else:
+            elif rank(name) > ROBUSTNESS_RANK:  # the summary's main table has the others
                 scalars.append((name, rows))
         for name, rows in per_layer:
             fig, axes = C.new_figure(1, width=max(5.0, 0.5 * rows["layer"].nunique() + 3),
@@ -193,10 +195,8 @@ class MetricFigures(Reporter):
             figures.append(fig)
         if not figures:
             return []
-        names = sorted(metrics["metric"].unique())
         band = C.seed_errorbar(_n_seeds(metrics))[1]
-        text = ("Every stored metric not already in the summary table or the accuracy "
-                "curves: " + ", ".join(C.inline_code(n) for n in names) + ". Lines follow "
-                "the metric's axis column (eps in natural units); bars are means over "
-                "seeds" + (f" ({band})" if band else "") + ".")
+        text = ("Stored metrics beyond clean accuracy, AUC and the robustness summaries of "
+                "the summary table. Lines follow the metric's axis column (eps in natural "
+                "units); bars are means over seeds" + (f" ({band})" if band else "") + ".")
         return [ReportSection(title="Metrics", text=text, figures=figures, order=30)]

@@ -36,7 +36,9 @@ PRETTY = {"clean_accuracy": "clean accuracy", "auc": "AUC", "robust_accuracy": "
           "worst_case_accuracy": "worst case", "worst_case_auc": "worst-case AUC"}
 
 
-def _rank(metric: str) -> int:
+def rank(metric: str) -> int:
+    """Where a scalar metric goes: 0 clean accuracy, 1 AUC, 2 the other robustness
+    summaries (main table, up to ``ROBUSTNESS_RANK``), 3 known direction, 4 unknown."""
     if metric == "clean_accuracy":
         return 0
     if metric in ("auc", "breakdown_eps", "median_distance") or metric.startswith("worst_case"):
@@ -140,7 +142,7 @@ def summary_long(run, keys: list[str]):
     for (group, metric, quantity), part in per_seed.groupby(["group", "metric", "quantity"]):
         mean, ci = C.seeds_summary(part["value"])
         out.append({"group": group, "quantity": quantity, "metric": metric,
-                    "rank": _rank(metric), "direction": C.better_direction(metric),
+                    "rank": rank(metric), "direction": C.better_direction(metric),
                     "mean": mean, "ci": np.nan if ci is None else ci,
                     "n": int(part["value"].notna().sum()), "n_total": len(part),
                     "eps_unit": units.get(quantity, "")})
