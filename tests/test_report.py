@@ -18,7 +18,13 @@ import pytest
 
 from robench import Reporter, ReportSection, RobenchError
 from robench.plugins import build_registry
-from robench.report import collect_sections, render_comparison, render_report
+from robench.report import (
+    collect_comparison_sections,
+    collect_sections,
+    render_comparison,
+    render_report,
+    run_labels,
+)
 from robench.results import RunStore, atomic_write_json, atomic_write_parquet
 
 N = 20  # samples per attack
@@ -406,6 +412,34 @@ def test_comparison_shows_deltas(tmp_path):
     assert "worse)." in md  # lower accuracy everywhere in the shifted run
     assert len(list((tmp_path / "cmp" / "figures").glob("*.png"))) == 3  # 2 attacks, training
     assert "data:image/png;base64," in paths["html"].read_text()
+
+
+def test_comparison_skips_reporters_without_compare_and_reports_broken_ones(tmp_path):
+    from robench_plugins.reporters import Provenance
+
+    class NoCompare(Reporter):
+        """Single-run sections only."""
+
+        name = "a_single"
+
+        def sections(self, run):
+            return [ReportSection(title="Single")]
+
+    class BrokenCompare(NoCompare):
+        """Its comparison fails."""
+
+        name = "b_broken"
+
+        def compare(self, runs):
+            raise ValueError("cannot compare " + " and ".join(runs))
+
+    first = make_run_dir(tmp_path / "first")
+    second = make_run_dir(tmp_path / "second", shift=0.05)
+    sections = collect_comparison_sections(
+        run_labels([first, second]), ListRegistry(NoCompare, BrokenCompare, Provenance))
+    assert [s.title for s in sections] == ["Reporter 'b_broken' failed",
+                                           "Provenance across runs"]
+    assert "cannot compare first and second" in sections[0].text
 
 
 def test_builtin_reporters_are_registered_and_light():
