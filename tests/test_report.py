@@ -73,8 +73,8 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
             cid = cell_id(defense, seed)
             cell = {"dataset": "digits", "model": "mlp", "defense": defense, "seed": seed,
                     "cell": cid}
-            cells[cid] = {"cell": cell, "status": "done", "cached": False, "seconds": 2.5,
-                          "error": None, "traceback": None}
+            cells[cid] = {"cell": cell, "status": "done", "cached": False,
+                          "train_seconds": 2.5, "error": None, "traceback": None}
             clean_acc = accuracy(defense, "fgsm", seed, shift)[0]
             metrics.append({**cell, "metric": "clean_accuracy", "value": clean_acc})
             metrics.append({**cell, "metric": "ge_gap_accuracy",
@@ -122,7 +122,8 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
                 frame["label"] = frame["label"].astype("Int64")
                 atomic_write_parquet(store.part_path(uid), frame)
                 units[uid] = {"cell": cid, "attack": attack, "status": "done", "seconds": 1.5,
-                              "rows": len(frame), "error": None, "traceback": None}
+                              "rows": len(frame), "over_budget": int(attack == "swap"),
+                              "error": None, "traceback": None}
                 metrics.append({**cell, "metric": "auc", "attack": attack,
                                 "threat_model": meta["threat_model"], "eps_min": min(eps),
                                 "eps_max": max(eps), "value": auc(acc, eps)})
@@ -164,7 +165,9 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
                      "robench": "0.1.0", "plugins": {}},
         "device": "cpu", "seeds": [0, 1], "started": "2026-11-23T08:00:00Z",
         "finished": "2026-11-23T08:01:30Z", "duration_s": 90.0, "status": "done",
-        "cells": cells, "units": units, "attacks": ATTACKS})
+        "cells": cells, "units": units, "attacks": ATTACKS,
+        "metric_errors": {"margins": "Traceback (most recent call last):\n"
+                                     "KeyError: 'no such layer (fixture)'\n"}})
     return path
 
 
@@ -266,6 +269,10 @@ def test_report_files_are_self_contained(rendered):
     assert len(re.findall(r"!\[[^\]]*\]\(figures/[^)]+\.png\)", md)) == len(figures)
     for text in (page, md):
         assert "swap exploded" in text and "CUDA out of memory (fixture)" in text
+        assert "no such layer (fixture)" in text  # a failed metric
+    # provenance per cell: train time, units done, attack time, inputs rejected over budget
+    assert "| digits-mlp-pgd-s1 | digits | mlp | pgd | 1 | done | False | 2.5 s | 1/2 done " \
+           "| 1.6 s | 0 |" in md
         assert "abc123def4567890" in text and "mystery_score" in text
     # short sweeps get a table of the curve: means over seeds per budget, in percent
     assert "| budget | none | l2 | pgd |" in md and "| 2/16 | 25% | 55% | 75% |" in md

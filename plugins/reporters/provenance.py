@@ -50,8 +50,9 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def failures(record) -> tuple[list[dict], list[dict]]:
-    """Failed cells and failed units of a run.json record, each with its error."""
+def failures(record) -> tuple[list[dict], list[dict], list[dict]]:
+    """Failed cells, failed (cell, attack) units and failed metrics of a run.json
+    record, each with its error (the last line of the traceback for metrics)."""
     cells = [{"cell": cid, **(rec.get("cell") or {}), "error": rec.get("error") or "",
               "traceback": rec.get("traceback") or ""}
              for cid, rec in (record.get("cells") or {}).items()
@@ -60,35 +61,40 @@ def failures(record) -> tuple[list[dict], list[dict]]:
               "error": rec.get("error") or "", "traceback": rec.get("traceback") or ""}
              for uid, rec in (record.get("units") or {}).items()
              if rec.get("status") == "failed"]
-    return cells, units
+    metrics = [{"metric": name, "error": (trace or "").strip().splitlines()[-1:][0]
+                if (trace or "").strip() else "", "traceback": trace or ""}
+               for name, trace in (record.get("metric_errors") or {}).items()]
+    return cells, units, metrics
 
 
 def failure_sections(record) -> list[ReportSection]:
-    """Failed cells and units: a table of errors at the top of the report and their
-    tracebacks at the end (nothing when every cell and unit completed)."""
+    """Failed cells, units and metrics: a table of errors at the top of the report and
+    their tracebacks at the end (nothing when everything completed)."""
     import pandas as pd
 
-    cells, units = failures(record)
-    if not cells and not units and record.get("status") != "failed":
+    cells, units, metrics = failures(record)
+    if not cells and not units and not metrics and record.get("status") != "failed":
         return []
     parts = []
     if record.get("status") == "failed":
         parts.append("The run itself ended with status **failed**" +
                      (f": {C.inline_code(str(record['error']))}" if record.get("error") else "")
                      + ".")
-    parts.append(f"{len(cells)} cell(s) and {len(units)} attack unit(s) failed; every other "
-                 "cell and unit completed and is reported below. Failed units have no rows "
-                 "in any table or figure; their tracebacks are at the end of the report.")
+    parts.append(f"{len(cells)} cell(s), {len(units)} attack unit(s) and {len(metrics)} "
+                 "metric(s) failed; everything else completed and is reported below. "
+                 "Failed units have no rows in any table or figure; the tracebacks are at "
+                 "the end of the report.")
     tables = []
-    for items, title in ((cells, "Failed cells"), (units, "Failed attack units")):
+    for items, title in ((cells, "Failed cells"), (units, "Failed attack units"),
+                         (metrics, "Failed metrics")):
         if items:
             frame = pd.DataFrame(items).drop(columns=["traceback"])
             frame.attrs["title"] = title
             tables.append(frame)
     out = [ReportSection(title="Failures", text="\n\n".join(parts), tables=tables, order=5)]
-    traces = [f"#### {item.get('unit') or item['cell']}\n\n"
+    traces = [f"#### {item.get('unit') or item.get('metric') or item['cell']}\n\n"
               + C.code_block(_tail(item["traceback"]))
-              for item in cells + units if item["traceback"]]
+              for item in cells + units + metrics if item["traceback"]]
     if traces:
         out.append(ReportSection(title="Failure tracebacks", text="\n\n".join(traces),
                                  order=95))
@@ -126,6 +132,8 @@ def _attacks_table(record, eps_scale):
 
 
 def _cells_table(record):
+    """Per cell: identity, status, timings, attack units done and, where the host
+    recorded it, how many adversarial inputs it rejected for breaking their budget."""
     import pandas as pd
 
     units = record.get("units") or {}
@@ -133,12 +141,15 @@ def _cells_table(record):
     for cid, rec in (record.get("cells") or {}).items():
         cell = rec.get("cell") or {}
         mine = [u for u in units.values() if u.get("cell") == cid]
-        rows.append({"cell": cid, **{k: cell.get(k) for k in (*C.GROUP_KEYS, "seed")},
-                     "status": rec.get("status"), "cached": rec.get("cached"),
-                     "train time": _duration(rec.get("seconds")),
-                     "attack units": f"{sum(u.get('status') == 'done' for u in mine)}"
-                                     f"/{len(mine)} done",
-                     "attack time": _duration(sum(float(u.get("seconds") or 0) for u in mine))})
+        row = {"cell": cid, **{k: cell.get(k) for k in (*C.GROUP_KEYS, "seed")},
+               "status": rec.get("status"), "cached": rec.get("cached"),
+               "train time": _duration(rec.get("train_seconds", rec.get("seconds"))),
+               "attack units": f"{sum(u.get('status') == 'done' for u in mine)}"
+                               f"/{len(mine)} done",
+               "attack time": _duration(sum(float(u.get("seconds") or 0) for u in mine))}
+        if any("over_budget" in u for u in units.values()):
+            row["rejected over budget"] = sum(int(u.get("over_budget") or 0) for u in mine)
+        rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs["title"] = "Cells"
     return frame
@@ -200,12 +211,13 @@ class Provenance(Reporter):
 
         def facts(rec):
             exp = rec.get("experiment") or {}
-            cells, units = failures(rec)
+            cells, units, metrics = failures(rec)
             return {"experiment": exp.get("name"), "config hash": exp.get("config_hash"),
                     "status": rec.get("status"), "robench": rec.get("robench_version"),
                     "device": rec.get("device"), "finished": rec.get("finished"),
                     "duration": _duration(rec.get("duration_s")),
-                    "failed cells / units": f"{len(cells)} / {len(units)}"}
+                    "failed cells / units / metrics":
+                        f"{len(cells)} / {len(units)} / {len(metrics)}"}
 
         overview = pd.DataFrame({label: facts(rec) for label, rec in records.items()})
         overview = overview.rename_axis("fact").reset_index()
