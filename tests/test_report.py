@@ -270,10 +270,10 @@ def test_report_files_are_self_contained(rendered):
     for text in (page, md):
         assert "swap exploded" in text and "CUDA out of memory (fixture)" in text
         assert "no such layer (fixture)" in text  # a failed metric
+        assert "abc123def4567890" in text and "mystery_score" in text
     # provenance per cell: train time, units done, attack time, inputs rejected over budget
     assert "| digits-mlp-pgd-s1 | digits | mlp | pgd | 1 | done | False | 2.5 s | 1/2 done " \
            "| 1.6 s | 0 |" in md
-        assert "abc123def4567890" in text and "mystery_score" in text
     # short sweeps get a table of the curve: means over seeds per budget, in percent
     assert "| budget | none | l2 | pgd |" in md and "| 2/16 | 25% | 55% | 75% |" in md
     assert "| 10% | 75% | 80% | 50% |" in md  # swap, pgd from seed 0 only
