@@ -239,7 +239,11 @@ class AttackResult:
     tensors) instead, and may keep a few ``examples`` for reports.
 
     ``inputs``/``labels`` override the clean inputs when the attack generates its own
-    starting points (fooling images start from noise: ``source="noise"`` and labels -1).
+    starting points (fooling images start from noise: ``source="noise"`` and labels -1);
+    ``targets`` then gives the class each generated input was pushed towards. Scalars and
+    strings in ``details`` are recorded in run.json; a ``details["examples"]`` tensor of
+    shape ``(E, k, *input_shape)`` is stored for reports when there are no
+    ``adversarials``.
     """
 
     epsilons: Sequence[float]
@@ -248,6 +252,7 @@ class AttackResult:
     distances: torch.Tensor | None = None
     inputs: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
     source: str = "data"
     library: str = "robench"
     library_version: str = ""

@@ -12,8 +12,8 @@ The format is documented in README.md ("Experiment files"); in short::
     [training]    optimizer, lr, momentum, epochs, batch_size, lr_milestones, ...
     [[models]]    name, model (plugin; defaults to name), training = {...}, + options
     [defenses]    LABEL = [ {defense = "weight_decay", ...}, ... ]   (a stack each)
-    [[attacks]]   name, attack (plugin), epsilons, samples, batch_size, targets,
-                  source, examples, + the attack's options
+    [[attacks]]   name, attack (plugin), epsilons, samples, targets, source,
+                  examples, + the attack's options
     [metrics]     use = [...], and [metrics.NAME] tables of options
     [report]      formats = ["html", "md"]
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, PluginError, did_you_mean
-from .options import parse_number, parse_options
+from .options import option_fields, parse_number, parse_options
 from .plugins import Registry, get_registry
 
 SECTIONS = ("experiment", "data", "training", "models", "defenses", "attacks", "metrics",
@@ -115,14 +115,14 @@ class AttackSpec:
     (untargeted), ``"all"`` (every other class per input) or ``"random"`` (one random
     other class per input). ``source``: ``"MODEL/DEFENSE"`` labels of the model the
     attack is crafted on (a transfer attack); None attacks each model itself.
-    ``examples``: how many inputs to keep as artifacts for reports.
+    ``examples``: how many inputs to keep as artifacts for reports. How many inputs an
+    attack processes at once is the attack's own option (``batch_size`` where it has one).
     """
 
     label: str
     component: ComponentSpec
     epsilons: tuple[float, ...]
     samples: int | None = None
-    batch_size: int = 256
     targets: str | None = None
     source: tuple[str, str] | None = None
     examples: int = 8
@@ -223,6 +223,11 @@ class _Ctx:
             cls = self.registry.get(kind, name)
         except PluginError as err:
             raise self.error(key, str(err)) from None
+        shadowed = sorted(set(option_fields(cls.Options)) & set(host_keys))
+        if shadowed:
+            raise self.error(key, f"{kind} {name!r} has option(s) {shadowed} that the host's "
+                                  f"keys of the same name shadow in experiment files; the "
+                                  f"plugin must rename them")
         try:
             parsed = parse_options(cls.Options, options, extra_keys=host_keys)
         except ConfigError as err:
@@ -399,8 +404,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
     attacks, seen = [], set()
     model_labels = {m.label for m in models}
     stack_labels = {s.label for s in stacks}
-    host = ("name", "attack", "library", "epsilons", "samples", "batch_size", "targets",
-            "source", "examples")
+    host = ("name", "attack", "library", "epsilons", "samples", "targets", "source",
+            "examples")
     for i, entry in enumerate(attacks_raw):
         key = f"attacks[{i}]"
         if "attack" not in entry:
@@ -437,7 +442,6 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
                                     f"{key}.attack", host),
             epsilons=parse_epsilons(ctx, entry["epsilons"], f"{key}.epsilons"),
             samples=_positive_int(ctx, entry, "samples", key),
-            batch_size=_positive_int(ctx, entry, "batch_size", key, 256),
             targets=targets,
             source=source,
             examples=_typed(ctx, entry, "examples", int, key, 8, "an integer"),

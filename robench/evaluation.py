@@ -74,6 +74,8 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
         x = result.inputs
         y = result.labels if result.labels is not None else torch.full((len(x),), -1)
         samples = np.arange(len(x))
+        if result.targets is not None:
+            targets = result.targets.cpu()
     n = len(x)
     pred_clean, _, _ = predict(model, x, batch_size, device)
     lo, hi = bounds
@@ -127,9 +129,17 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
         success = rows["pred_adv"].to_numpy() != reference
     rows["success"] = success & rows["within_budget"].to_numpy()
     arrays: dict[str, np.ndarray] = {}
+    stored = result.details.get("examples")
     if kept["adversarial"] and k > 0:
-        arrays = {"epsilons": np.asarray(result.epsilons, dtype="float64"),
-                  "clean": x[:k].numpy(), "labels": y[:k].numpy(),
-                  "adversarial": np.stack(kept["adversarial"]),
+        arrays = {"adversarial": np.stack(kept["adversarial"]),
                   "pred_adv": np.stack(kept["pred_adv"])}
+    elif isinstance(stored, torch.Tensor) and stored.dim() == x.dim() + 1 and k > 0:
+        k = min(k, stored.shape[1])  # an attack that keeps only a few inputs itself
+        arrays = {"adversarial": stored[:, :k].cpu().float().numpy(),
+                  "pred_adv": result.predictions[:, :k].cpu().numpy()}
+    if arrays:
+        arrays.update(epsilons=np.asarray(result.epsilons, dtype="float64"),
+                      clean=x[:k].numpy(), labels=y[:k].numpy())
+        if targets is not None:
+            arrays["targets"] = targets[:k].numpy()
     return rows, arrays

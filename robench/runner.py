@@ -133,6 +133,12 @@ def _git_commit(path: Path) -> str | None:
         return None
 
 
+def _json_scalars(details: dict[str, Any]) -> dict[str, Any]:
+    """The entries of an attack's ``details`` that belong in run.json (no tensors)."""
+    return {k: v for k, v in details.items()
+            if v is None or isinstance(v, (str, bool, int, float))}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -181,8 +187,8 @@ class Runner:
             "started": _now(), "finished": None, "duration_s": None, "status": "running",
             "attacks": {a.label: {"component": a.component.name,
                                   "library": self.registry.get("attack", a.component.name).library,
-                                  "threat_model": self.registry.get(
-                                      "attack", a.component.name).threat_model.value,
+                                  "threat_model": a.component.create(
+                                      self.registry).threat_model.value,
                                   "epsilons": list(a.epsilons), "source": a.source}
                         for a in self.spec.attacks},
             "cells": cells, "units": units,
@@ -336,15 +342,16 @@ class Runner:
                             source_model=source, generator=generator)
         rows, arrays = result_rows(
             model, result, x, y, samples, targets,
-            threat_model=ThreatModel(type(attack).threat_model), bounds=data.info.bounds,
-            batch_size=spec.batch_size, device=self.device, examples=spec.examples)
+            threat_model=ThreatModel(attack.threat_model), bounds=data.info.bounds,
+            batch_size=getattr(attack.options, "batch_size", 256), device=self.device,
+            examples=spec.examples)
         for col, value in cell.identity().items():
             rows[col] = value
         rows["attack"] = spec.label
         rows["attack_component"] = spec.component.name
         rows["library"] = result.library or type(attack).library
         rows["library_version"] = result.library_version
-        rows["threat_model"] = ThreatModel(type(attack).threat_model).value
+        rows["threat_model"] = ThreatModel(attack.threat_model).value
         rows = rows[list(RESULT_COLUMNS)]
         atomic_write_parquet(self.store.part_path(unit.id), rows)
         if arrays:
@@ -359,7 +366,8 @@ class Runner:
         self.record["units"][unit.id].update(
             status="done", seconds=round(time.perf_counter() - start, 3), rows=len(rows),
             over_budget=over, library=rows["library"].iat[0] if len(rows) else None,
-            library_version=result.library_version, details=result.details, error=None,
+            library_version=result.library_version, details=_json_scalars(result.details),
+            error=None,
             traceback=None)
 
     # ------------------------------------------------------------------ metrics

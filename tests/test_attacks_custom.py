@@ -45,7 +45,7 @@ def test_pixel_swap_matches_the_naive_per_step_loop(shape):
     assert torch.equal(result.predictions, preds)
     assert torch.equal(result.distances, fractions)
     assert (result.distances <= torch.tensor(epsilons).unsqueeze(1) + 1e-9).all()
-    assert result.details["examples"].shape == (len(epsilons), 4, *shape)
+    assert result.details["examples"].shape == (len(epsilons), min(8, len(x)), *shape)
 
 
 def test_pixel_swap_answers_any_grid_in_one_pass_and_perturb_agrees():
@@ -70,9 +70,9 @@ def test_fooling_single_step_equals_torchattacks_targeted_fgsm():
 
     model, (x, y) = digits_mlp(), first_test_digits(4)
     epsilons = [0.0, 0.05, 0.2]
-    result = make("fooling_images", samples=6).run(model, x, y, epsilons, bounds=BOUNDS,
+    result = make("fooling_images", noise_samples=6).run(model, x, y, epsilons, bounds=BOUNDS,
                                                     generator=torch.Generator().manual_seed(0))
-    targets = result.details["targets"]
+    targets = result.targets
     assert result.source == "noise" and (result.labels == -1).all()
     assert targets.tolist() == list(range(10)) * 6
     noise = result.inputs
@@ -88,13 +88,13 @@ def test_fooling_single_step_equals_torchattacks_targeted_fgsm():
 
 def test_fooling_iterative_variant_reaches_confident_targets_from_gray_noise():
     model, (x, y) = digits_mlp(), first_test_digits(4)
-    result = make("fooling_images", samples=3, steps=50, step_size=0.005, init="gray").run(
+    result = make("fooling_images", noise_samples=3, steps=50, step_size=0.005, init="gray").run(
         model, x, y, [1.0], bounds=BOUNDS, generator=torch.Generator().manual_seed(0))
     start, adv = result.inputs, result.adversarials[0]
     assert ((start >= 0.5) & (start <= 0.6)).all()
     assert (adv - start).abs().max() <= 50 * 0.005 + 1e-6
     probs = model(adv).softmax(1)
-    targets = result.details["targets"]
+    targets = result.targets
     assert (probs.argmax(1) == targets).float().mean() >= 0.9
     assert probs.max(1).values.mean() > 0.5
 

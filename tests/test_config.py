@@ -82,3 +82,30 @@ def test_missing_file_and_invalid_toml(tmp_path, registry):
     bad.write_text("[data\n")
     with pytest.raises(ConfigError, match=r"bad.toml: invalid TOML: .*line 1"):
         load_experiment(bad, registry=registry)
+
+
+def test_plugin_option_shadowed_by_a_host_key_is_refused(write_toml):
+    import dataclasses
+    import types
+
+    import robench
+    from robench.plugins import build_registry
+
+    @dataclasses.dataclass(frozen=True)
+    class ClashOptions:
+        samples: int = 10  # clashes with the host's [[attacks]] samples key
+
+    class Clashing(robench.Attack):
+        """An attack whose option can never be set from a file."""
+        name = "test.clashing"
+        Options = ClashOptions
+
+    plugin = types.ModuleType("clashing_plugin")
+    plugin.robench_register_attacks = robench.hookimpl(lambda register: register(Clashing))
+    registry = build_registry(autoload=False, plugins=[plugin])
+    text = SMOKE.replace('"test.sign_noise"', '"test.clashing"').replace("repeats = 2", "")
+    text = text.replace('dataset = "test.blobs"', 'dataset = "digits"')
+    text = text.replace('use = ["test.row_count"]', "use = []")
+    with pytest.raises(ConfigError, match=r"attacks\[0\].attack: attack 'test.clashing' has "
+                                          r"option\(s\) \['samples'\] that the host's keys"):
+        load_experiment(write_toml(text), registry=registry)

@@ -74,7 +74,7 @@ def test_targeted_jsma_on_a_tiny_input_conforms(data):
 
 def test_fooling_images_conform(data):
     model, x, y = data
-    report = check_attack(make("fooling_images", samples=3), model, x, y, [0.0, 0.05, 0.2])
+    report = check_attack(make("fooling_images", noise_samples=3), model, x, y, [0.0, 0.05, 0.2])
     assert report.ok, report.summary()
     assert next(c for c in report.checks if c.name == "budget").passed is None  # unbounded
 

@@ -17,7 +17,7 @@ from robench import Attack, AttackProperties, AttackResult, ThreatModel
 class FoolingOptions:
     """Options of :class:`FoolingImages`."""
 
-    samples: int = dataclasses.field(
+    noise_samples: int = dataclasses.field(
         default=1000, metadata={"help": "noise inputs, each pushed towards every class "
                                         "(used when the host gives no targets)"})
     steps: int = dataclasses.field(
@@ -32,9 +32,9 @@ class FoolingOptions:
         default=500, metadata={"help": "inputs per gradient computation"})
 
     def __post_init__(self):
-        if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError("samples, steps and batch_size must be positive, got "
-                             f"{self.samples}, {self.steps}, {self.batch_size}")
+        if self.noise_samples < 1 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("noise_samples, steps and batch_size must be positive, got "
+                             f"{self.noise_samples}, {self.steps}, {self.batch_size}")
         if self.step_size <= 0:
             raise ValueError(f"step_size must be positive, got {self.step_size}")
 
@@ -70,10 +70,11 @@ class FoolingImages(Attack):
     the start and the bounds (BIM; eps = 1 is unbounded on [0, 1] images).
 
     Inputs come from the generator, not the data (``source="noise"``, labels -1). With
-    host targets (one per input row) each row gets its own noise; without, ``samples``
-    noise inputs are each pushed towards every class and the targets are returned in
-    ``details['targets']``. Success is argmax == target; the host's ``confidence`` and
-    ``margin`` columns give Figure 9's 0.5-threshold rate and its margin M.
+    host targets (one per input row) each row gets its own noise; without, ``noise_samples``
+    noise inputs are each pushed towards every class (all k targets, the paper's Figure 9)
+    and the targets are returned in the result's ``targets``. Success is argmax == target;
+    the host's ``confidence`` and ``margin`` columns give Figure 9's 0.5-threshold rate and
+    its margin M.
     """
 
     name = "fooling_images"
@@ -128,10 +129,9 @@ class FoolingImages(Attack):
         with rt.eval_mode(crafting):
             k = rt.num_classes(crafting, x)
             if targets is None:
-                noise = self._noise(self.options.samples, x.shape[1:], bounds, generator,
+                noise = self._noise(self.options.noise_samples, x.shape[1:], bounds, generator,
                                     x.device).repeat_interleave(k, dim=0)
-                targets = torch.arange(k, device=x.device).repeat(self.options.samples)
-                details["targets"] = targets.cpu()
+                targets = torch.arange(k, device=x.device).repeat(self.options.noise_samples)
             else:
                 targets = targets.to(x.device)
                 noise = self._noise(len(targets), x.shape[1:], bounds, generator, x.device)
@@ -143,4 +143,4 @@ class FoolingImages(Attack):
                                 for e in epsilons]
         return AttackResult(epsilons=list(epsilons), adversarials=adversarials, inputs=noise.cpu(),
                             labels=torch.full((len(noise),), -1, dtype=torch.long),
-                            source="noise", details=details)
+                            targets=targets.cpu(), source="noise", details=details)

@@ -10,20 +10,21 @@ import dataclasses
 from robench import Attack, AttackProperties, AttackResult, ThreatModel
 
 
+KEPT_EXAMPLES = 8
+"""Swapped inputs kept per eps in ``details['examples']`` (the host stores up to the
+attack entry's ``examples`` of them for reports)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PixelSwapOptions:
     """Options of :class:`PixelSwap`."""
 
     batch_size: int = dataclasses.field(
         default=500, metadata={"help": "inputs per forward pass when evaluating"})
-    examples: int = dataclasses.field(
-        default=4, metadata={"help": "swapped inputs kept per eps in details['examples']"})
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.examples < 0:
-            raise ValueError(f"examples must be >= 0, got {self.examples}")
 
 
 def swap_order(x_shape: tuple[int, ...], generator) -> tuple:
@@ -104,7 +105,7 @@ class PixelSwap(Attack):
         flat = flat_orig.clone()
         preds = torch.empty((len(epsilons), n), dtype=torch.long, device=x.device)
         dists = torch.empty((len(epsilons), n), dtype=torch.float32, device=x.device)
-        k = min(self.options.examples, n)
+        k = min(KEPT_EXAMPLES, n)
         examples = torch.empty((len(epsilons), k, *x.shape[1:]), dtype=x.dtype)
         done = 0
         with rt.eval_mode(model):
