@@ -9,7 +9,6 @@ import dataclasses
 
 from robench import Attack, AttackProperties, AttackResult, ThreatModel
 
-
 KEPT_EXAMPLES = 8
 """Swapped inputs kept per eps in ``details['examples']`` (the host stores up to the
 attack entry's ``examples`` of them for reports)."""
