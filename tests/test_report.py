@@ -290,8 +290,8 @@ def test_first_layer_filters_drawn_as_input_images(rendered):
     (section,) = FirstLayerFilters().sections(RunStore(run_dir))
     assert [f.get_label() for f in section.figures] == \
         [f"First-layer filters: {d}" for d in DEFENSES]  # first seed of each, no "broken"
-    axes = [ax for ax in section.figures[0].axes if ax.images]
-    assert len(axes) == 16 and axes[0].images[0].get_array().shape == (8, 8)
+    (ax,) = section.figures[0].axes  # one mosaic: 16 tiles of 8x8, 8 per row, 1-px gaps
+    assert ax.images[0].get_array().shape == (2 * (8 + 1), 8 * (8 + 1) - 1, 4)
     assert [w.shape for w in filter_images(np.zeros((4, 3, 5, 5)), (3, 32, 32))] == \
         [(3, 5, 5)] * 4
     assert filter_images(np.zeros((4, 10)), (1, 8, 8)) == []
@@ -308,7 +308,7 @@ def test_example_grid_marks_success_and_stops_when_all_are_fooled():
               "pred_adv": np.array([[0, 0], [0, 0], [3, 0], [3, 0], [3, 5], [3, 5], [3, 5]])}
     fig = example_grid(arrays, title="fooling", tm="unbounded", eps_scale=255,
                        bounds=(0.0, 1.0), class_names=tuple("abcdef"))
-    titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes]
+    titles = [(t.get_text(), t.get_color()) for t in fig.axes[0].texts]
     # budgets stop at 0.4, the first that fools both: 0.1, 0.2, 0.3, 0.4 (4 columns)
     assert [t for t, _ in titles[:5]] == ["noise start → d", "ε=25.5/255: ŷ=a",
                                           "ε=51/255: ŷ=d", "ε=76.5/255: ŷ=d",

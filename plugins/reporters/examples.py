@@ -69,10 +69,57 @@ def first_seed_cells(record, keys) -> dict[str, str]:
     return dict(zip(firsts["cell"], firsts["group"]))
 
 
+def to_rgba(x: np.ndarray, lo: float, hi: float, cmap: str = "gray") -> np.ndarray | None:
+    """One input as an (H, W, 4) float image: grey inputs through ``cmap`` on [lo, hi],
+    colour inputs scaled from [lo, hi] to [0, 1]; None when it is not drawable."""
+    from matplotlib import colormaps
+
+    image = as_image(x)
+    if image is None:
+        return None
+    pixels = (np.asarray(image[0], dtype=float) - lo) / ((hi - lo) or 1.0)
+    if image[1] is None:  # colour
+        return np.concatenate([np.clip(pixels, 0, 1), np.ones(pixels.shape[:2] + (1,))], -1)
+    return colormaps[cmap](np.clip(pixels, 0, 1))
+
+
+def mosaic_figure(tiles, labels, title: str, *, tile_width: float = 1.5):
+    """One figure, one axes: a grid of RGBA tiles (rows of equal-shape (H, W, 4) arrays,
+    None for an empty cell) with a small coloured label above each tile.
+
+    Drawing one image instead of one axes per tile keeps large grids fast to render.
+    ``labels`` mirrors ``tiles`` with ``(text, colour)`` or None.
+    """
+    first = next(t for row in tiles for t in row if t is not None)
+    h, w = first.shape[:2]
+    gap_x = max(1, int(np.ceil(0.12 * w)))
+    gap_y = max(1, int(np.ceil((0.25 if any(any(r) for r in labels) else 0.12) * h)))
+    n_rows, n_cols = len(tiles), max(len(row) for row in tiles)
+    canvas = np.zeros((n_rows * (h + gap_y), n_cols * (w + gap_x) - gap_x, 4))
+    fig_w = tile_width * n_cols
+    fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + 0.35
+    fig, axes = C.new_figure(1, 1, width=fig_w, height=fig_h, label=title, layout=None)
+    ax = axes[0, 0]
+    ax.set_position((0.005, 0.005, 0.99, 1 - 0.36 / fig_h))
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            top, left = r * (h + gap_y) + gap_y, c * (w + gap_x)
+            if tile is not None:
+                canvas[top:top + h, left:left + w] = tile
+            label = labels[r][c] if c < len(labels[r]) else None
+            if label:
+                ax.text(left + w / 2 - 0.5, top - 0.8, label[0], ha="center", va="bottom",
+                        fontsize=7, color=label[1])
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
     """Figure: rows = samples, columns = clean input then adversarial inputs at a few
     budgets (spread up to the first budget that fools every shown example); each
-    adversarial panel titled with its prediction, red when the attack succeeded (the
+    adversarial tile labelled with its prediction, red when the attack succeeded (the
     label changed; with an optional ``targets`` array, the target was reached)."""
     eps = np.asarray(arrays["epsilons"], dtype=float)
     clean, adv = arrays["clean"], arrays["adversarial"]
@@ -95,32 +142,20 @@ def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
         stack = np.concatenate([clean.ravel(), adv.ravel()])
         lo, hi = float(stack.min()), float(stack.max())
     name = (lambda c: class_names[c] if 0 <= c < len(class_names) else str(c))
-    fig, axes = C.new_figure(1 + len(budgets), len(samples), width=1.55, height=1.75,
-                             label=title, layout=None)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02,
-                        top=1 - 0.5 / (1.75 * len(samples)), wspace=0.15, hspace=0.35)
+    tiles, texts = [], []
     for row, s in enumerate(samples):
         label = int(labels[s])
         head = "noise start" if label < 0 else f"clean, y={name(label)}"
         if targets is not None:
             head += f" → {name(int(targets[s]))}"
-        panels = [(clean[s], head, "black")]
-        for b in budgets:
-            colour = "tab:red" if fooled[b, row] else \
-                ("black" if label < 0 and targets is None else "tab:green")
-            panels.append((adv[b, s], f"ε={C.format_eps(eps[b], tm, eps_scale)}: "
-                           f"ŷ={name(int(pred[b, s]))}", colour))
-        for col, (x, text, colour) in enumerate(panels):
-            ax = axes[row, col]
-            image = as_image(x)
-            if image is not None:
-                ax.imshow(image[0], cmap=image[1], vmin=lo, vmax=hi, interpolation="nearest")
-            ax.set_title(text, fontsize=7, color=colour)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-    fig.suptitle(title, fontsize=9)
-    return fig
+        tiles.append([to_rgba(clean[s], lo, hi)] + [to_rgba(adv[b, s], lo, hi)
+                                                    for b in budgets])
+        texts.append([(head, "black")] + [
+            (f"ε={C.format_eps(eps[b], tm, eps_scale)}: ŷ={name(int(pred[b, s]))}",
+             "tab:red" if fooled[b, row] else
+             ("black" if label < 0 and targets is None else "tab:green"))
+            for b in budgets])
+    return mosaic_figure(tiles, texts, title)
 
 
 def filter_images(weight: np.ndarray, input_shape) -> list[np.ndarray]:
@@ -144,26 +179,18 @@ def filter_images(weight: np.ndarray, input_shape) -> list[np.ndarray]:
 
 
 def filter_grid(filters: list[np.ndarray], title: str):
-    """Up to 64 first-layer filters: single-channel ones on a diverging scale centred at
-    zero (red positive, blue negative), colour ones each scaled to its own [min, max]."""
-    filters = filters[:64]
-    cols = min(8, len(filters))
-    rows = math.ceil(len(filters) / cols)
-    fig, axes = C.new_figure(cols, rows, width=0.9, height=0.9, label=title, layout=None)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.35 / (0.9 * rows),
-                        wspace=0.1, hspace=0.1)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for ax, w in zip(axes.ravel(), filters):
+    """Up to 64 first-layer filters, 8 per row: single-channel ones on a diverging scale
+    centred at zero (red positive, blue negative, each on its own symmetric range),
+    colour ones each scaled to its own [min, max]."""
+    tiles = []
+    for w in filters[:64]:
         if w.shape[0] == 3:
-            w = (w - w.min()) / (w.max() - w.min() or 1.0)
-            ax.imshow(np.moveaxis(w, 0, -1), interpolation="nearest")
+            tiles.append(to_rgba(w, float(w.min()), float(w.max()) + 1e-12))
         else:
-            image = w.mean(axis=0)
-            limit = float(np.abs(image).max()) or 1.0
-            ax.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    fig.suptitle(title, fontsize=9)
-    return fig
+            limit = float(np.abs(w.mean(axis=0)).max()) or 1.0
+            tiles.append(to_rgba(w.mean(axis=0, keepdims=True), -limit, limit, "RdBu_r"))
+    rows = [tiles[i:i + 8] for i in range(0, len(tiles), 8)]
+    return mosaic_figure(rows, [[None] * len(r) for r in rows], title, tile_width=0.9)
 
 
 class FirstLayerFilters(Reporter):
