@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="(re)render the report of a run directory")
     p.add_argument("run_dir")
 
+    p = sub.add_parser("doctor", help="probe each trained model of a run for gradient masking")
+    p.add_argument("run_dir")
+    p.add_argument("--eps", help="Linf budget of the probes (default: the middle of the first "
+                                 "attack's grid); fractions such as 8/255 are accepted")
+    p.add_argument("--samples", type=int, default=200, help="test inputs probed (default 200)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+
     p = sub.add_parser("compare", help="compare several run directories in one report")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", required=True, help="directory for the comparison report")
@@ -152,6 +159,24 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_doctor(args) -> int:
+    from .doctor import diagnose
+    from .options import parse_number
+
+    eps = parse_number(args.eps, "--eps") if args.eps is not None else None
+    flagged = False
+    for cell_id, findings in diagnose(args.run_dir, eps=eps, samples=args.samples,
+                                      device=args.device):
+        if isinstance(findings, str):
+            print(f"{cell_id}: skipped: {findings}")
+            continue
+        for finding in findings:
+            flagged |= finding.flagged
+            mark = "MASKING?" if finding.flagged else "ok"
+            print(f"{cell_id}: {finding.check}: {mark}: {finding.detail}")
+    return 1 if flagged else 0
+
+
 def _cmd_compare(args) -> int:
     from .report import render_comparison
 
@@ -165,7 +190,7 @@ def _cmd_compare(args) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins,
-            "report": _cmd_report, "compare": _cmd_compare}
+            "report": _cmd_report, "compare": _cmd_compare, "doctor": _cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,3 +58,20 @@ def test_plugins_json_lists_each_kind(capsys):
 def test_report_of_missing_run_is_exit_2(capsys, tmp_path):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a robench run directory" in capsys.readouterr().err
+
+
+def test_doctor_probes_every_cached_model(tmp_path, capsys):
+    text = open(QUICKSTART).read().replace("epochs = 30", "epochs = 3")
+    text = text[:text.index("[[defenses.pgd]]")] + text[text.index("[[attacks]]"):]
+    path = tmp_path / "exp.toml"
+    path.write_text(text.replace('step = "1/32"', 'step = "1/8"'))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress",
+                 "--no-report"]) == 0
+    capsys.readouterr()
+    code = main(["doctor", str(tmp_path / "run"), "--samples", "100"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0, out  # undefended and weight-decayed MLPs do not mask gradients
+    checks = {line.split(": ")[1] for line in out}
+    assert checks == {"unbounded_pgd", "black_box_stronger", "more_steps_weaker"}
+    assert {line.split(":")[0] for line in out} == {"mlp--none--s0", "mlp--l2--s0"}
+    assert all(": ok: " in line for line in out)
