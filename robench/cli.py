@@ -80,7 +80,10 @@ def _cmd_plugins(args) -> int:
             print(f"  {entry.name:<32} {entry.package} {entry.as_dict()['version']}{extra}"
                   f"  {summary}")
             if args.verbose:
-                for opt in entry.cls.describe()["options"]:
+                info = entry.cls.describe()
+                for line in info["doc"].splitlines()[1:]:
+                    print(f"      {line}".rstrip())
+                for opt in info["options"]:
                     print(f"      {opt['name']} ({opt['type']}, default {opt['default']!r})"
                           f"  {opt['help']}")
     for failure in registry.failures:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,7 +65,7 @@ class Component:
     @classmethod
     def describe(cls) -> dict[str, Any]:
         """Name, kind, summary, docstring and options schema, JSON-friendly."""
-        doc = (cls.__doc__ or "").strip()
+        doc = inspect.cleandoc(cls.__doc__ or "")
         return {"kind": cls.kind, "name": cls.name, "summary": doc.splitlines()[0] if doc else "",
                 "doc": doc, "options": describe_options(cls.Options)}
 

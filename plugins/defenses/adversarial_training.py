@@ -18,7 +18,7 @@ class AdversarialTrainingOptions:
                                                 "{ steps = 7, alpha = \"2/255\" }"})
     mix: float = dataclasses.field(
         default=1.0, metadata={"help": "weight of the adversarial loss: "
-                                       "(1 - mix) * CE(clean) + mix * CE(adversarial)"})
+                                       "(1 - mix) * L(clean) + mix * L(adversarial)"})
     warmup_epochs: int = dataclasses.field(
         default=0, metadata={"help": "clean epochs before adversarial training starts"})
     labels: Literal["true", "predicted"] = dataclasses.field(
@@ -39,8 +39,9 @@ class AdversarialTraining(Defense):
     loss is ``(1 - mix) * L(x) + mix * L(x_adv)``, ``L`` being the stack's per-sample loss
     (cross-entropy unless the model or another defense changes it). Paper 000 A2 uses
     mix 0.5 with 7-step PGD, eps 8/255, step 2/255, labels = the model's predictions,
-    after 50 clean epochs; Madry et al. use mix 1. ``mix = 1`` skips the clean half. Examples are generated in
-    eval mode with the attack plugin named by ``attack`` (e.g. ``torchattacks.FGSM``).
+    after 50 clean epochs; Madry et al. use mix 1. ``mix = 1`` skips the clean half.
+    Examples are generated in eval mode with the attack plugin named by ``attack`` (e.g.
+    ``torchattacks.FGSM``).
     """
 
     name = "adversarial_training"
