@@ -341,8 +341,11 @@ class Metric(Component):
 class ReportSection:
     """One section of a report: a title, Markdown text, tables and figures.
 
-    ``figures`` are matplotlib figures (the renderer saves and embeds them);
-    ``tables`` are DataFrames rendered as HTML/Markdown tables.
+    ``figures`` are matplotlib figures (the renderer saves and embeds them; a figure's
+    ``fig.get_label()`` is its caption); ``tables`` are DataFrames rendered as HTML and
+    Markdown tables (``frame.attrs["title"]`` is the caption; ``**bold**`` inside a cell
+    is kept). ``order`` sorts sections (lower first). Text is Markdown without raw HTML
+    or images, so a report never fetches anything.
     """
 
     title: str
@@ -357,12 +360,18 @@ class Reporter(Component):
 
     ``sections(run)`` gets a :class:`robench.results.RunStore` and returns a list of
     :class:`ReportSection` (empty when it has nothing to show for this run).
+    ``compare(runs)`` gets ``{label: RunStore}`` of several runs, in the user's order, for
+    ``robench compare``, and returns sections with the differences (deltas against the
+    first run); the default contributes nothing.
     """
 
     kind = "reporter"
 
     def sections(self, run: Any) -> list[ReportSection]:
         raise NotImplementedError
+
+    def compare(self, runs: dict[str, Any]) -> list[ReportSection]:
+        return []
 
 
 # -------------------------------------------------------------------------- executors

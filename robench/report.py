@@ -149,20 +149,18 @@ def collect_sections(run: RunStore, registry=None) -> list[ReportSection]:
 
 def collect_comparison_sections(runs: Mapping[str, RunStore],
                                 registry=None) -> list[ReportSection]:
-    """Sections of every registered reporter that defines ``compare(runs)``.
+    """Sections of every registered reporter's ``compare(runs)``.
 
     ``runs`` maps a short label per run to its store, in the order given by the user
-    (deltas are taken against the first). Reporters without ``compare`` are skipped.
+    (deltas are taken against the first). Reporters that do not override ``compare``
+    contribute nothing.
     """
     registry = _registry(registry)
     runs = {label: _ReadOnce(run.path) for label, run in runs.items()}
     sections: list[ReportSection] = []
     for name in registry.names("reporter"):
         try:
-            reporter = registry.get("reporter", name)()
-            compare = getattr(reporter, "compare", None)
-            if callable(compare):
-                sections.extend(compare(runs) or [])
+            sections.extend(registry.get("reporter", name)().compare(runs) or [])
         except Exception as err:  # a broken reporter never stops the others
             sections.append(_error_section(name, err))
     return sorted(sections, key=lambda s: s.order)
