@@ -98,10 +98,16 @@ def test_tilting_small(tmp_path):
     assert train[lams[-1]] < train[lams[0]] - 0.3
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced on the small variant: with weight decay 1e-1 the LeNet does not train "
+    "in 10 epochs of 3,000 Fashion-MNIST images (clean accuracy 11.7% vs 77.7% for 1e-4), "
+    "so its larger targeted-L2 distances mean nothing; see benchmarks/README.md"))
 def test_tilting_lenet_small(tmp_path):
-    """Paper 002: LeNet-high has a much lower weight RMS and needs larger targeted L2
-    perturbations than LeNet-low."""
+    """Paper 002: LeNet-high trains (test error close to LeNet-low's), has a much lower
+    weight RMS and needs larger targeted L2 perturbations than LeNet-low."""
     m = run_small("tilting_lenet_small", tmp_path).metrics
+    clean = scalar(m, "clean_accuracy")
+    assert clean["high"] > clean["low"] - 0.05
     rms = scalar(m, "weight_rms")
     assert rms["high"] < rms["low"] / 2
     distance = scalar(m, "median_distance", convention="unconditional")
@@ -127,6 +133,9 @@ def test_mnist_3v7_logreg_small(tmp_path):
     assert l0["fgsm"] < l0["natural"]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced on the small variant (Fashion-MNIST, Table-1 CNN, 8 epochs): AUC under "
+    "pixel swap natural 0.620 > pgd 0.577 > pgd_l2 0.562 > l2 0.465; see benchmarks/README.md"))
 def test_cifar_l0_small(tmp_path):
     """Section 6.4 (paper 000): L2 weight decay slows the decay under random pixel swap."""
     m = run_small("cifar_l0_small", tmp_path).metrics
