@@ -7,10 +7,11 @@ valid name. Validation imports plugin modules but never torch.
 
 The format is documented in README.md ("Experiment files"); in short::
 
-    [experiment]  name, seeds, device, output, executor
+    [experiment]  name, seeds, device, output, model_cache, executor
     [data]        dataset, root, train_subset, test_subset, + the dataset's options
     [training]    optimizer, lr, momentum, epochs, batch_size, lr_milestones, ...
-    [[models]]    name, model (plugin; defaults to name), training = {...}, + options
+    [[models]]    name, model (plugin; defaults to name), training = {...},
+                  defenses = [stack labels] (default: all), + options
     [defenses]    LABEL = [ {defense = "weight_decay", ...}, ... ]   (a stack each)
     [[attacks]]   name, attack (plugin), epsilons, samples, targets, source,
                   examples, + the attack's options
@@ -91,12 +92,14 @@ class TrainingSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """One ``[[models]]`` entry: a label, a model component and its training settings."""
+    """One ``[[models]]`` entry: a label, a model component, its training settings and,
+    optionally, the defense stacks it is trained with (all of them by default)."""
 
     label: str
     component: ComponentSpec
     training: TrainingSpec
     raw_training: dict[str, Any]
+    defenses: tuple[str, ...] | None = None  # stack labels to train; None = every stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +140,7 @@ class ExperimentSpec:
     seeds: tuple[int, ...]
     device: str
     output: str
+    model_cache: str | None
     executor: ComponentSpec
     data: DataSpec
     models: tuple[ModelSpec, ...]
@@ -324,8 +328,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
     ctx.check_keys(raw, SECTIONS, "")
 
     exp = ctx.table(raw, "experiment", "experiment")
-    ctx.check_keys(exp, ("name", "seeds", "device", "output", "executor", "description"),
-                   "experiment")
+    ctx.check_keys(exp, ("name", "seeds", "device", "output", "model_cache", "executor",
+                         "description"), "experiment")
     name = _label(ctx, exp.get("name", Path(file).stem), "experiment.name")
     seeds = exp.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or \
@@ -337,6 +341,7 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         raise ctx.error("experiment.device", f"expected auto, cpu, cuda or cuda:N, got {device!r}")
     output = _typed(ctx, exp, "output", str, "experiment", f"runs/{name}", "a path")
+    model_cache = _typed(ctx, exp, "model_cache", str, "experiment", None, "a path")
     executor = ctx.component("executor", exp.get("executor", "local"), {}, "experiment.executor")
 
     data = ctx.table(raw, "data", "data", required=True)
@@ -369,7 +374,12 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
         if not isinstance(override, dict):
             raise ctx.error(f"{key}.training", "expected a table of training settings")
         merged = {**training_raw, **override}
-        host = ("name", "model", "training")
+        host = ("name", "model", "training", "defenses")
+        only = entry.get("defenses")
+        if only is not None and (not isinstance(only, list) or not only
+                                 or any(not isinstance(d, str) for d in only)):
+            raise ctx.error(f"{key}.defenses", f"expected a non-empty list of defense stack "
+                                               f"labels, got {only!r}")
         models.append(ModelSpec(
             label=label,
             component=ctx.component("model", entry.get("model", label),
@@ -377,6 +387,7 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
                                     f"{key}.model", host),
             training=_parse_training(ctx, merged, f"{key}.training"),
             raw_training=merged,
+            defenses=tuple(only) if only is not None else None,
         ))
 
     defenses_raw = raw.get("defenses", {"none": []})
@@ -398,12 +409,18 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
                                        f"{key}[{j}].defense", ("defense",)))
         stacks.append(DefenseStack(label, tuple(comps)))
 
+    stack_labels = {s.label for s in stacks}
+    for i, model in enumerate(models):
+        for label in model.defenses or ():
+            if label not in stack_labels:
+                raise ctx.error(f"models[{i}].defenses", f"unknown defense stack {label!r}"
+                                                         f"{did_you_mean(label, stack_labels)}")
+
     attacks_raw = raw.get("attacks")
     if not isinstance(attacks_raw, list) or not attacks_raw:
         raise ctx.error("attacks", "expected at least one [[attacks]] entry")
     attacks, seen = [], set()
     model_labels = {m.label for m in models}
-    stack_labels = {s.label for s in stacks}
     host = ("name", "attack", "library", "epsilons", "samples", "targets", "source",
             "examples")
     for i, entry in enumerate(attacks_raw):
@@ -434,6 +451,10 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
             if d not in stack_labels:
                 raise ctx.error(f"{key}.source", f"unknown defense stack {d!r}"
                                                  f"{did_you_mean(d, stack_labels)}")
+            allowed = next(mod.defenses for mod in models if mod.label == m)
+            if allowed is not None and d not in allowed:
+                raise ctx.error(f"{key}.source", f"model {m!r} is not trained with stack "
+                                                 f"{d!r} (its defenses are {list(allowed)})")
             source = (m, d)
         spec = AttackSpec(
             label=label,
@@ -472,7 +493,7 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
 
     return ExperimentSpec(
         name=name, file=file, seeds=tuple(seeds), device=device, output=output,
-        executor=executor, data=data_spec, models=tuple(models), defenses=tuple(stacks),
+        model_cache=model_cache, executor=executor, data=data_spec, models=tuple(models), defenses=tuple(stacks),
         attacks=tuple(attacks), metrics=tuple(metrics), report_formats=tuple(formats), raw=raw,
     )
 

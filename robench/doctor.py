@@ -42,8 +42,8 @@ def diagnose(run_dir: str | Path, *, eps: float | None = None, samples: int = 20
     data = runner.data()
     x, y = data.x_test[:samples].to(runner.device), data.y_test[:samples].to(runner.device)
     for cell in runner.cells:
-        if not store.model_path(cell.key).is_file():
-            yield cell.id, "no cached weights in models/ (run the experiment first)"
+        if not runner.model_path(cell).is_file():
+            yield cell.id, f"no cached weights in {runner.model_dir} (run the experiment first)"
             continue
         model = runner.model_for(cell)
         yield cell.id, masking_probe(model, x, y, eps=eps, bounds=data.info.bounds,

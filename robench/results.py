@@ -12,7 +12,9 @@ Layout of a run directory::
     cells/<cell>/metrics.parquet      metrics computed while the model was loaded
     cells/<cell>/first_layer.npy      first weight layer (filters), for figures
     artifacts/<cell>/<attack>.npz     example inputs (clean and adversarial per eps)
-    models/<key>.pt         trained weights, keyed by a hash of what determines them
+    models/<key>.pt         trained weights, keyed by a hash of what determines them, and
+    models/<key>.history.parquet  their training history (``[experiment] model_cache``
+                            moves both to a directory shared between runs)
 
 Every file is written atomically (temporary file, then rename), so an interrupted run
 never leaves a half-written part; files whose names start with "." are ignored by
@@ -107,9 +109,6 @@ class RunStore:
         """The first weight layer of a cell's model (``(out, in, kh, kw)`` filters for a
         convolution, ``(out, features)`` for a linear layer), as a .npy file."""
         return self.cell_dir(cell_id) / "first_layer.npy"
-
-    def model_path(self, key: str) -> Path:
-        return self.path / "models" / f"{key}.pt"
 
     # --------------------------------------------------------------- run.json
     def exists(self) -> bool:

@@ -5,8 +5,9 @@ A *cell* is (dataset, model, defense stack, seed): one trained model. A *unit* i
 work whose results are stored. Each finished unit is written atomically to its own
 parquet part and marked done in run.json, so a rerun skips it. Seeds derive from the
 identity of a cell (and unit), never from the order of work, so a resumed run gives the
-same numbers as an uninterrupted one. Models are cached under ``models/`` by a hash of
-everything that determines them. One failing cell or unit is recorded with its traceback
+same numbers as an uninterrupted one. Models are cached under ``models/`` (or the
+experiment's ``model_cache``, shared between runs) by a hash of everything that
+determines them, with their training history beside them. One failing cell or unit is recorded with its traceback
 and the others still run.
 """
 
@@ -77,7 +78,9 @@ def plan(spec: ExperimentSpec) -> tuple[list[Cell], list[Unit]]:
     data_key = {"dataset": _component_raw(data.dataset), "train_subset": data.train_subset}
     cells, units = [], []
     for model in spec.models:
-        for stack in spec.defenses:
+        stacks = [s for s in spec.defenses
+                  if model.defenses is None or s.label in model.defenses]
+        for stack in stacks:
             for seed in spec.seeds:
                 key = stable_hash({
                     "data": data_key, "model": _component_raw(model.component),
@@ -157,6 +160,12 @@ class Runner:
         self.cells, self.units = plan(spec)
         self._models: dict[str, Any] = {}
         self._data = None
+        self.model_dir = (Path(spec.model_cache).expanduser() if spec.model_cache
+                          else self.store.path / "models")
+
+    def model_path(self, cell: Cell) -> Path:
+        """Where the trained weights of ``cell`` are cached."""
+        return self.model_dir / f"{cell.key}.pt"
 
     # ------------------------------------------------------------------ record
     def _init_record(self) -> dict[str, Any]:
@@ -241,8 +250,9 @@ class Runner:
             return self._models[cell.key]
         data = self.data()
         rec = self.record["cells"][cell.id]
-        path = self.store.model_path(cell.key)
+        path = self.model_path(cell)
         history_path = self.store.cell_dir(cell.id) / "history.parquet"
+        cached_history = path.with_suffix(".history.parquet")
         factory = cell.model.component.create(self.registry)
         defenses = [d.create(self.registry) for d in cell.defense.defenses]
         torch.manual_seed(cell.torch_seed)
@@ -256,6 +266,8 @@ class Runner:
         if path.is_file():
             model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
             rec["cached"] = True
+            if not history_path.is_file() and cached_history.is_file():
+                atomic_write_bytes(history_path, cached_history.read_bytes())
         else:
             factory.init_from_data(model, data.x_train.to(self.device),
                                    data.y_train.to(self.device))
@@ -264,6 +276,7 @@ class Runner:
             history = train(model, factory, data, cell.model.training, defenses, ctx,
                             progress=self.progress, desc=f"train {cell.id}")
             atomic_write_parquet(history_path, history)
+            atomic_write_parquet(cached_history, history)
             import io
 
             buffer = io.BytesIO()

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, SMOKE, TESTS, fake_distribution
 
+import robench
 from robench import api
 from robench.results import RESULT_COLUMNS
 
@@ -155,3 +156,29 @@ def test_unavailable_cuda_is_a_clear_error(write_toml, registry, tmp_path):
         pytest.skip("CUDA is available here")
     with pytest.raises(RobenchError, match="CUDA is not available; use --device cpu or auto"):
         api.run(write_toml(SMOKE), out=tmp_path / "run", device="cuda", registry=registry)
+
+
+def test_model_restricted_to_some_stacks(write_toml, registry):
+    from robench.config import load_experiment
+    from robench.runner import plan
+
+    text = SMOKE.replace('hidden = [16]', 'hidden = [16]\ndefenses = ["l2"]')
+    cells, units = plan(load_experiment(write_toml(text), registry=registry))
+    assert [c.id for c in cells] == ["mlp--l2--s0"] and len(units) == 1
+    bad = SMOKE.replace('hidden = [16]', 'hidden = [16]\ndefenses = ["l22"]')
+    with pytest.raises(robench.ConfigError, match=r"models\[0\].defenses: unknown defense "
+                                                  r"stack 'l22' \(did you mean 'l2'\?\)"):
+        load_experiment(write_toml(bad), registry=registry)
+
+
+def test_shared_model_cache_trains_once_across_runs(write_toml, registry, tmp_path):
+    text = SMOKE.replace('device = "cpu"', f'device = "cpu"\nmodel_cache = "{tmp_path}/cache"')
+    path = write_toml(text)
+    first = api.run(path, out=tmp_path / "a", registry=registry, progress=False)
+    second = api.run(path, out=tmp_path / "b", registry=registry, progress=False)
+    assert not any(c["cached"] for c in first.record["cells"].values())
+    assert all(c["cached"] for c in second.record["cells"].values())
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    assert not (tmp_path / "b" / "models").exists()
+    pd.testing.assert_frame_equal(first.histories, second.histories)
+    pd.testing.assert_frame_equal(first.results, second.results)
