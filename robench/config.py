@@ -493,8 +493,9 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
 
     return ExperimentSpec(
         name=name, file=file, seeds=tuple(seeds), device=device, output=output,
-        model_cache=model_cache, executor=executor, data=data_spec, models=tuple(models), defenses=tuple(stacks),
-        attacks=tuple(attacks), metrics=tuple(metrics), report_formats=tuple(formats), raw=raw,
+        model_cache=model_cache, executor=executor, data=data_spec, models=tuple(models),
+        defenses=tuple(stacks), attacks=tuple(attacks), metrics=tuple(metrics),
+        report_formats=tuple(formats), raw=raw,
     )
 
 

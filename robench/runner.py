@@ -7,8 +7,8 @@ parquet part and marked done in run.json, so a rerun skips it. Seeds derive from
 identity of a cell (and unit), never from the order of work, so a resumed run gives the
 same numbers as an uninterrupted one. Models are cached under ``models/`` (or the
 experiment's ``model_cache``, shared between runs) by a hash of everything that
-determines them, with their training history beside them. One failing cell or unit is recorded with its traceback
-and the others still run.
+determines them, with their training history beside them. One failing cell or unit is
+recorded with its traceback and the others still run.
 """
 
 from __future__ import annotations
