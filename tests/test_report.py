@@ -203,8 +203,14 @@ def _summary(run_dir):
 def test_summary_table_values_and_best_marked(rendered):
     run_dir, _ = rendered
     robustness, other = (t.set_index("quantity") for t in _summary(run_dir).tables)
+    assert list(other.columns) == ["none", "l2", "pgd", "broken"]  # the run's order
+    # the robustness table ranks configurations by mean AUC (no worst case here)
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    score = (metrics[metrics["metric"] == "auc"].groupby(["defense", "attack"])["value"].mean()
+             .groupby("defense").mean().sort_values(ascending=False))
+    assert list(robustness.columns) == [*score.index, "broken"]
+    assert list(score.index) == ["l2", "pgd", "none"]
     table = pd.concat([robustness, other])
-    assert list(table.columns) == ["none", "l2", "pgd", "broken"]  # the run's order
     eps = ATTACKS["fgsm"]["epsilons"]
     for defense in DEFENSES:
         mean = np.mean([auc(accuracy(defense, "fgsm", s), eps) for s in SEEDS])
@@ -476,10 +482,13 @@ def test_committed_quickstart_report_rebuilds(tmp_path):
     assert sorted(p.name for p in (copy / "figures").glob("*.png")) == \
         sorted(p.name for p in (reference / "figures").glob("*.png"))
     # the quickstart's claim: both defenses beat the undefended model under both attacks
-    table = next(line for line in paths["md"].read_text().splitlines()
-                 if line.startswith("| AUC · pgd [0, 8/16] |"))
-    none, l2, pgd = (float(v.strip("* ")) for v in table.split("|")[2:5])
-    assert l2 > none and pgd > none
+    lines = paths["md"].read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| quantity |"))
+    columns = [c.strip() for c in header.split("|")[2:-1]]
+    for attack in ("fgsm", "pgd"):
+        row = next(line for line in lines if line.startswith(f"| AUC · {attack} [0, 8/16] |"))
+        value = dict(zip(columns, (float(v.strip("* ")) for v in row.split("|")[2:-1])))
+        assert value["l2"] > value["none"] and value["pgd"] > value["none"], value
 
 
 def test_eps_units():

@@ -141,7 +141,10 @@ def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
     if not (np.isfinite(lo) and np.isfinite(hi)):
         stack = np.concatenate([clean.ravel(), adv.ravel()])
         lo, hi = float(stack.min()), float(stack.max())
-    name = (lambda c: class_names[c] if 0 <= c < len(class_names) else str(c))
+
+    def name(c: int) -> str:
+        return class_names[c] if 0 <= c < len(class_names) else str(c)
+
     tiles, texts = [], []
     for row, s in enumerate(samples):
         label = int(labels[s])

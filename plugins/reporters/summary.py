@@ -174,6 +174,19 @@ def _number(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.4g}"
 
 
+def robustness_order(long, order: list[str]) -> tuple[list[str], str | None]:
+    """``order`` sorted from most to least robust, by the mean worst-case AUC (or, without
+    a worst case, the mean AUC over attacks and conventions); unchanged, with ``None``,
+    when the run has neither. Configurations without a value go last."""
+    for metric in ("worst_case_auc", "auc"):
+        part = long[long["metric"] == metric]
+        if len(part):
+            score = part.groupby("group")["mean"].mean()
+            ranked = sorted(order, key=lambda g: -score[g] if g in score.index else np.inf)
+            return ranked, metric
+    return list(order), None
+
+
 def summary_table(long, order: list[str], eps_scale: float = 1):
     """The summary table: one row per quantity, one column per configuration (every
     group of ``order``, empty where a configuration has no value, e.g. its cells
@@ -309,13 +322,20 @@ class Summary(Reporter):
         order = C.group_order(record, keys)
         eps_scale = C.data_info(record)["eps_scale"]
         title = " / ".join(keys)
-        for part, caption in ((long[long["rank"] <= ROBUSTNESS_RANK], "Robustness"),
-                              (long[long["rank"] > ROBUSTNESS_RANK], "Other scalar metrics")):
+        robust = long[long["rank"] <= ROBUSTNESS_RANK]
+        ranked, by = robustness_order(robust, order)
+        for part, caption, columns in ((robust, "Robustness", ranked),
+                                       (long[long["rank"] > ROBUSTNESS_RANK],
+                                        "Other scalar metrics", order)):
             if len(part):
-                table = summary_table(part, order, eps_scale)
+                table = summary_table(part, columns, eps_scale)
                 table.attrs["title"] = f"{caption} (columns: {title})"
                 tables.append(table)
         text = ["\n".join(f"- {s}" for s in sentences)] if sentences else []
+        if by and len(ranked) > 1:
+            label = {"worst_case_auc": "worst-case AUC", "auc": "AUC"}[by]
+            text.append(f"Ranked by mean {label}, most robust first: "
+                        + " > ".join(f"**{g}**" for g in ranked) + ".")
         if tables:
             text.append(_table_notes(record, long, tables))
         return [ReportSection(title="Summary", text="\n\n".join(text), tables=tables,

@@ -9,7 +9,6 @@ history.
 
 from __future__ import annotations
 
-
 from robench import Reporter, ReportSection
 
 from . import _common as C
