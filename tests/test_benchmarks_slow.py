@@ -189,13 +189,14 @@ def test_cifar_jsma_small(small):
     "of every model rises monotonically to ~1.0 by eps 64/255 and stays there (pgd_l2: "
     "~0.35 at 8/255, ~0.8 at 32/255, ~0.99 at 64/255); see benchmarks/README.md"))
 def test_cifar_fooling_small(small):
-    """Fig. 9 (paper 000): the CNN-L2's fooling success peaks at a small eps, then decays."""
+    """Fig. 9 (paper 000): the CNN-L2's fooling success peaks at a small eps (around
+    20/255) and then clearly decays (by more than 0.1 at the end of the sweep)."""
     m = small("cifar_fooling_small").metrics
     rows = m[(m["metric"] == "fooling_success") & (m["attack"] == "fooling_fig9")
              & (m["defense"] == "pgd_l2")].sort_values("epsilon")
     peak = rows["value"].idxmax()
-    assert 0 < rows.at[peak, "epsilon"] < 0.5
-    assert rows["value"].iloc[-1] < rows.at[peak, "value"]
+    assert 0 < rows.at[peak, "epsilon"] <= 48 / 255
+    assert rows["value"].iloc[-1] < rows.at[peak, "value"] - 0.1
 
 
 def test_ge_gap_spectral_small(small):
