@@ -23,7 +23,7 @@ def distances(delta: torch.Tensor, threat_model: ThreatModel) -> torch.Tensor:
     """Per-sample size of ``delta`` under the threat model (L0: fraction changed)."""
     flat = delta.flatten(1)
     if threat_model is ThreatModel.LINF or threat_model is ThreatModel.UNBOUNDED:
-        return flat.abs().amax(1) if flat.shape[1] else torch.zeros(len(flat))
+        return flat.abs().amax(1) if flat.shape[1] else flat.new_zeros(len(flat))
     if threat_model is ThreatModel.L2:
         return flat.norm(p=2, dim=1)
     if threat_model is ThreatModel.L1:

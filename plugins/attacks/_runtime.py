@@ -1,7 +1,7 @@
 """Tensor helpers shared by the attack plugins (imports torch: import inside methods only).
 
-Distances follow the host's conventions (DESIGN.md, helper brief): linf/l2/l1 norms of
-the flattened difference; l0 is the *fraction* of input values (all channels) changed.
+Distances are the host's own (:func:`robench.evaluation.distances`): linf/l2/l1 norms
+of the flattened difference; l0 is the *fraction* of input values (all channels) changed.
 """
 
 from __future__ import annotations
@@ -16,18 +16,12 @@ from torch import nn
 
 
 def distance(x: torch.Tensor, adv: torch.Tensor, threat_model: str) -> torch.Tensor:
-    """Per-sample distance between ``x`` and ``adv`` under ``threat_model`` (shape ``(N,)``).
+    """Per-sample distance between ``x`` and ``adv`` under ``threat_model`` (shape ``(N,)``),
+    measured exactly as the host re-checks it (:func:`robench.evaluation.distances`)."""
+    from robench.components import ThreatModel
+    from robench.evaluation import distances
 
-    ``unbounded`` attacks are measured in Linf, as the host does not budget them.
-    """
-    diff = (adv - x).flatten(1)
-    if threat_model == "l0":
-        return (diff != 0).float().mean(dim=1)
-    if threat_model == "l1":
-        return diff.abs().sum(dim=1)
-    if threat_model == "l2":
-        return diff.norm(p=2, dim=1)
-    return diff.abs().amax(dim=1) if diff.shape[1] else diff.new_zeros(len(diff))
+    return distances(adv - x, ThreatModel(threat_model))
 
 
 def project(x: torch.Tensor, adv: torch.Tensor, eps: float, threat_model: str,
