@@ -125,9 +125,10 @@ class RunStore:
         atomic_write_json(self.run_json_path, record)
 
     # --------------------------------------------------------------- frames
-    def done_units(self) -> list[str]:
-        """Unit ids whose results part is complete, as recorded in run.json."""
-        units = self.read_run().get("units", {})
+    def done_units(self, record: dict[str, Any] | None = None) -> list[str]:
+        """Unit ids whose results part is complete, as recorded in run.json (or in
+        ``record``, an already parsed run.json)."""
+        units = (record if record is not None else self.read_run()).get("units", {})
         return [u for u, rec in units.items() if rec.get("status") == "done"]
 
     @property
@@ -140,7 +141,7 @@ class RunStore:
         import pandas as pd
 
         record = self.read_run()
-        parts = [self.part_path(u) for u in self.done_units()]
+        parts = [self.part_path(u) for u in self.done_units(record)]
         parts = [p for p in parts if p.is_file()]
         if not parts:
             frame = pd.DataFrame(columns=list(RESULT_COLUMNS))

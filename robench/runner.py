@@ -194,14 +194,15 @@ class Runner:
             "git_commit": _git_commit(Path.cwd()),
             "device": None, "seeds": list(self.spec.seeds),
             "started": _now(), "finished": None, "duration_s": None, "status": "running",
-            "attacks": {a.label: {"component": a.component.name,
-                                  "library": self.registry.get("attack", a.component.name).library,
-                                  "threat_model": a.component.create(
-                                      self.registry).threat_model.value,
-                                  "epsilons": list(a.epsilons), "source": a.source}
-                        for a in self.spec.attacks},
+            "attacks": {a.label: self._attack_record(a) for a in self.spec.attacks},
             "cells": cells, "units": units,
         }
+
+    def _attack_record(self, spec: AttackSpec) -> dict[str, Any]:
+        attack = spec.component.create(self.registry)  # the instance knows its threat model
+        return {"component": spec.component.name, "library": attack.library,
+                "threat_model": attack.threat_model.value, "epsilons": list(spec.epsilons),
+                "source": spec.source}
 
     def _supersede(self, unit_id: str, old_key: str) -> None:
         """Move a part computed under an older configuration aside (never delete data)."""
