@@ -1,4 +1,4 @@
-"""label_smoothing (loss) and binarized (straight-through binary weights, paper 000)."""
+"""label_smoothing (loss), binarized (straight-through binary weights) and weight_decay."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from robench_plugins.defenses.binarized import Binarized
 from robench_plugins.defenses.label_smoothing import LabelSmoothing
+from robench_plugins.defenses.weight_decay import WeightDecay
 from robench_plugins.models.linear import LogisticRegression
 from torch import nn
 
@@ -86,3 +87,39 @@ def test_binarized_logistic_regression_trains_and_reloads():
     expert.init_from_data(enet, x, y)
     diff = x[y == 1].flatten(1).mean(0) - x[y == 0].flatten(1).mean(0)
     assert torch.allclose(enet.linear.weight[0], torch.sign(diff) * diff.abs().mean())
+
+
+@pytest.mark.parametrize("norm, reduction, by_hand", [
+    # w = (3, -4) and the 2x2 kernel (1, -1, 2, 0): 6 values
+    ("l2", "sum", 0.5 * (9 + 16 + 1 + 1 + 4 + 0)),      # tf.nn.l2_loss: sum(w^2) / 2
+    ("l2", "mean", 0.5 * (9 + 16 + 1 + 1 + 4 + 0) / 6),
+    ("l1", "sum", 3 + 4 + 1 + 1 + 2 + 0),
+    ("l1", "mean", (3 + 4 + 1 + 1 + 2 + 0) / 6),         # Galloway et al.'s lambda * mean|w|
+])
+def test_weight_decay_penalty_by_hand(norm, reduction, by_hand):
+    """The penalty of known weights: 0.5 in the L2 form, mean = sum / number of values,
+    biases left out unless ``parameters = "all"``."""
+    net = nn.Sequential(nn.Linear(2, 1), nn.Conv2d(1, 1, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[3.0, -4.0]]))
+        net[0].bias.fill_(100.0)
+        net[1].weight.copy_(torch.tensor([1.0, -1.0, 2.0, 0.0]).view(1, 1, 2, 2))
+        net[1].bias.fill_(-100.0)
+    options = parse_options(WeightDecay.Options, {"norm": norm, "reduction": reduction,
+                                                 "coefficient": 0.3})
+    assert WeightDecay(options).loss_term(net, CTX).item() == pytest.approx(0.3 * by_hand)
+
+
+def test_weight_decay_mean_of_all_parameters_and_errors():
+    lin = nn.Linear(4, 1)
+    with torch.no_grad():
+        lin.weight.fill_(-2.0)
+        lin.bias.fill_(6.0)
+    options = parse_options(WeightDecay.Options, {"norm": "l1", "reduction": "mean",
+                                                 "parameters": "all", "coefficient": 1.0})
+    assert WeightDecay(options).loss_term(lin, CTX).item() == pytest.approx((4 * 2 + 6) / 5)
+    assert WeightDecay().loss_term(nn.Sequential(nn.ReLU()), CTX) is None
+    with pytest.raises(ConfigError, match="reduction"):
+        parse_options(WeightDecay.Options, {"reduction": "max"})
+    with pytest.raises(ConfigError, match="coefficient"):
+        parse_options(WeightDecay.Options, {"coefficient": -1.0})
