@@ -38,6 +38,7 @@ from .components import (
     TrainingContext,
 )
 from .errors import ConfigError, PluginError, RobenchError
+from .record import RunRecord
 
 hookimpl = pluggy.HookimplMarker("robench")
 """Marker for plugin hook implementations (``@robench.hookimpl``)."""
@@ -65,6 +66,6 @@ def load(run_dir):
 __all__ = [
     "Attack", "AttackProperties", "AttackResult", "CellData", "Component", "ConfigError",
     "DataInfo", "Dataset", "Defense", "Executor", "LoadedData", "Metric", "Model",
-    "PluginError", "ReportSection", "Reporter", "RobenchError", "ThreatModel",
+    "PluginError", "ReportSection", "Reporter", "RobenchError", "RunRecord", "ThreatModel",
     "TrainingContext", "__version__", "hookimpl", "load", "run",
 ]

@@ -29,19 +29,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import schema
 from .errors import RobenchError
+from .record import RunRecord
 
-RESULT_COLUMNS = (
-    "dataset", "model", "defense", "seed", "cell", "attack", "attack_component", "library",
-    "library_version", "threat_model", "epsilon", "sample", "source", "target", "label",
-    "pred_clean", "pred_adv", "success", "distance", "confidence", "margin",
-    "correct_clean", "correct_adv", "within_budget",
-)
+RESULT_COLUMNS = schema.names(schema.RESULT_SCHEMA)
 """Columns of the tidy per-sample result frame, one row per (cell, attack, eps, sample,
-target). ``within_budget`` is False where the host rejected an adversarial input that
-broke its budget (the clean prediction then stands)."""
+target); each is described in :data:`robench.schema.RESULT_SCHEMA`."""
 
-CELL_COLUMNS = ("dataset", "model", "defense", "seed", "cell")
+CELL_COLUMNS = schema.names(schema.CELL_SCHEMA)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -123,6 +119,15 @@ class RunStore:
 
     def write_run(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.run_json_path, record)
+
+    def record(self) -> RunRecord:
+        """run.json as a typed :class:`robench.record.RunRecord` (RobenchError naming the
+        file when it is missing or damaged)."""
+        return RunRecord.read(self.run_json_path)
+
+    def write_record(self, record: RunRecord) -> None:
+        """Write ``record`` as run.json, atomically."""
+        atomic_write_json(self.run_json_path, record.to_dict())
 
     # --------------------------------------------------------------- frames
     def done_units(self, record: dict[str, Any] | None = None) -> list[str]:

@@ -1,0 +1,99 @@
+"""The run record (run.json as typed objects) and the documented table schemas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from robench import RobenchError, RunRecord, schema
+from robench.record import SCHEMA_VERSION
+from robench.results import RunStore
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reports" / "quickstart"
+
+
+def test_reference_run_round_trips_unchanged():
+    raw = json.loads((REFERENCE / "run.json").read_text())
+    record = RunRecord.from_dict(raw)
+    assert record.to_dict() == {**raw, "schema_version": SCHEMA_VERSION}
+    assert set(record.units) == set(raw["units"])
+    unit = next(iter(record.units.values()))
+    assert unit.status == raw["units"][next(iter(raw["units"]))]["status"]
+
+
+def test_unknown_keys_survive_a_round_trip():
+    raw = json.loads((REFERENCE / "run.json").read_text())
+    raw["future_key"] = {"a": 1}
+    first_unit = next(iter(raw["units"]))
+    raw["units"][first_unit]["future_field"] = 3
+    out = RunRecord.from_dict(raw).to_dict()
+    assert out["future_key"] == {"a": 1}
+    assert out["units"][first_unit]["future_field"] == 3
+
+
+def test_newer_schema_is_refused_not_misread():
+    raw = json.loads((REFERENCE / "run.json").read_text())
+    raw["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(RobenchError, match="newer"):
+        RunRecord.from_dict(raw)
+
+
+@pytest.mark.parametrize("text", ['{"units": ', "[]", '{"robench_version": "0"}'])
+def test_damaged_record_names_the_file(tmp_path, text):
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    with pytest.raises(RobenchError, match="run.json"):
+        RunRecord.read(path)
+
+
+def test_missing_record_says_it_is_not_a_run(tmp_path):
+    with pytest.raises(RobenchError, match="not a robench run directory"):
+        RunStore(tmp_path).record()
+
+
+def test_failures_include_cells_units_and_metrics():
+    raw = json.loads((REFERENCE / "run.json").read_text())
+    record = RunRecord.from_dict(raw)
+    assert record.failures() == {}
+    uid = next(iter(record.units))
+    record.units[uid].status, record.units[uid].error = "failed", "ValueError: x"
+    record.metric_errors["auc"] = "Traceback ...\nZeroDivisionError: division by zero"
+    assert record.failures() == {uid: "ValueError: x",
+                                 "metric:auc": "ZeroDivisionError: division by zero"}
+
+
+def test_store_writes_and_reads_the_typed_record(tmp_path):
+    shutil.copy(REFERENCE / "run.json", tmp_path / "run.json")
+    store = RunStore(tmp_path)
+    record = store.record()
+    record.status = "interrupted"
+    store.write_record(record)
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "interrupted"
+    assert store.record().status == "interrupted"
+
+
+def test_result_schema_matches_the_stored_frame():
+    frame = pd.concat([pd.read_parquet(p)
+                       for p in sorted((REFERENCE / "results").glob("*.parquet"))])
+    assert tuple(frame.columns) == schema.names(schema.RESULT_SCHEMA)
+    for column in schema.RESULT_SCHEMA:
+        dtype = frame[column.name].dtype
+        if column.dtype == "str":
+            assert pd.api.types.is_string_dtype(dtype), column.name
+        else:
+            assert str(dtype) == column.dtype, column.name
+
+
+def test_history_schema_matches_the_stored_histories():
+    frame = RunStore(REFERENCE).histories
+    assert set(frame.columns) == set(schema.names(schema.HISTORY_SCHEMA))
+
+
+def test_schema_table_lists_every_column():
+    table = schema.describe(schema.RESULT_SCHEMA)
+    for name in schema.names(schema.RESULT_SCHEMA):
+        assert f"`{name}`" in table
