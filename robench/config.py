@@ -7,7 +7,8 @@ valid name. Validation imports plugin modules but never torch.
 
 The format is documented in README.md ("Experiment files"); in short::
 
-    [experiment]  name, seeds, device, output, model_cache, executor
+    [experiment]  name, seeds, device, output, model_cache, executor,
+                  executor_options = {...}, threads, unit_timeout
     [data]        dataset, root, train_subset, test_subset, + the dataset's options
     [training]    optimizer, lr, momentum, epochs, batch_size, lr_milestones, ...
     [[models]]    name, model (plugin; defaults to name), training = {...},
@@ -16,7 +17,8 @@ The format is documented in README.md ("Experiment files"); in short::
     [[attacks]]   name, attack (plugin), epsilons, samples, targets, source,
                   examples, + the attack's options
     [metrics]     use = [...], and [metrics.NAME] tables of options
-    [report]      formats = ["html", "md"]
+    [report]      formats = ["html", "md"], eps = ["8/255", ...] (budgets the report
+                  highlights), reporters = [...] (default: every installed reporter)
 """
 
 from __future__ import annotations
@@ -132,8 +134,28 @@ class AttackSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReportSpec:
+    """The ``[report]`` section.
+
+    ``formats``: the files rendered into the run directory (``"html"``, ``"md"``).
+    ``eps``: budgets the report singles out (tables at these budgets), None = the
+    reporters' own choice. ``reporters``: names of the reporter plugins whose sections
+    the report holds, None = every installed reporter.
+    """
+
+    formats: tuple[str, ...] = ("html", "md")
+    eps: tuple[float, ...] | None = None
+    reporters: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentSpec:
-    """A validated experiment file."""
+    """A validated experiment file.
+
+    ``threads``: CPU threads the run may use (None = the library defaults).
+    ``unit_timeout``: seconds one attack unit may run before it is stopped and recorded
+    as failed (None = no limit; enforced where units run in worker processes).
+    """
 
     name: str
     file: str
@@ -147,8 +169,15 @@ class ExperimentSpec:
     defenses: tuple[DefenseStack, ...]
     attacks: tuple[AttackSpec, ...]
     metrics: tuple[ComponentSpec, ...]
-    report_formats: tuple[str, ...]
+    report: ReportSpec
     raw: dict[str, Any]
+    threads: int | None = None
+    unit_timeout: float | None = None
+
+    @property
+    def report_formats(self) -> tuple[str, ...]:
+        """The report's file formats (``report.formats``)."""
+        return self.report.formats
 
     @property
     def config_hash(self) -> str:
@@ -220,7 +249,11 @@ class _Ctx:
         return value
 
     def component(self, kind: str, name: Any, options: dict, key: str,
-                  host_keys: tuple[str, ...] = ()) -> ComponentSpec:
+                  host_keys: tuple[str, ...] = (), options_key: str | None = None
+                  ) -> ComponentSpec:
+        """Look ``name`` up among the ``kind`` plugins and parse its ``options``; errors
+        about the name carry ``key``, errors about an option ``options_key.OPTION``
+        (default: the table holding ``key``)."""
         if not isinstance(name, str):
             raise self.error(key, f"expected the name of a {kind} plugin (a string), got {name!r}")
         try:
@@ -235,7 +268,8 @@ class _Ctx:
         try:
             parsed = parse_options(cls.Options, options, extra_keys=host_keys)
         except ConfigError as err:
-            sub = f"{key.rsplit('.', 1)[0]}.{err.key}" if err.key else key
+            where = options_key or key.rsplit('.', 1)[0]
+            sub = f"{where}.{err.key}" if err.key else key
             raise self.error(sub, f"{kind} {name!r}: {err.reason}") from None
         return ComponentSpec(kind, name, parsed, dict(options))
 
@@ -320,6 +354,29 @@ def _label(ctx: _Ctx, value: Any, key: str) -> str:
     return value
 
 
+def _parse_report(ctx: _Ctx, table: dict) -> ReportSpec:
+    ctx.check_keys(table, ("formats", "eps", "reporters"), "report")
+    formats = table.get("formats", list(ReportSpec.formats))
+    if not isinstance(formats, list) or any(f not in ("html", "md") for f in formats):
+        raise ctx.error("report.formats",
+                        f"expected a list of \"html\" and \"md\", got {formats!r}")
+    eps = (parse_epsilons(ctx, table["eps"], "report.eps") if "eps" in table else None)
+    reporters = table.get("reporters")
+    if reporters is not None:
+        if not isinstance(reporters, list) or any(not isinstance(r, str) for r in reporters):
+            raise ctx.error("report.reporters",
+                            f"expected a list of reporter plugin names, got {reporters!r}")
+        for i, name in enumerate(reporters):
+            try:
+                ctx.registry.get("reporter", name)
+            except PluginError as err:
+                raise ctx.error(f"report.reporters[{i}]", str(err)) from None
+        if len(set(reporters)) != len(reporters):
+            raise ctx.error("report.reporters", f"reporters repeat: {reporters}")
+        reporters = tuple(reporters)
+    return ReportSpec(formats=tuple(formats), eps=eps, reporters=reporters)
+
+
 def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: str = "",
                      registry: Registry | None = None) -> ExperimentSpec:
     """Validate a parsed TOML mapping into an :class:`ExperimentSpec`."""
@@ -329,7 +386,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
 
     exp = ctx.table(raw, "experiment", "experiment")
     ctx.check_keys(exp, ("name", "seeds", "device", "output", "model_cache", "executor",
-                         "description"), "experiment")
+                         "executor_options", "threads", "unit_timeout", "description"),
+                   "experiment")
     name = _label(ctx, exp.get("name", Path(file).stem), "experiment.name")
     seeds = exp.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or \
@@ -342,7 +400,15 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
         raise ctx.error("experiment.device", f"expected auto, cpu, cuda or cuda:N, got {device!r}")
     output = _typed(ctx, exp, "output", str, "experiment", f"runs/{name}", "a path")
     model_cache = _typed(ctx, exp, "model_cache", str, "experiment", None, "a path")
-    executor = ctx.component("executor", exp.get("executor", "local"), {}, "experiment.executor")
+    executor_options = ctx.table(exp, "executor_options", "experiment.executor_options")
+    executor = ctx.component("executor", exp.get("executor", "local"), executor_options,
+                             "experiment.executor", options_key="experiment.executor_options")
+    threads = _positive_int(ctx, exp, "threads", "experiment")
+    unit_timeout = _typed(ctx, exp, "unit_timeout", (int, float), "experiment", None,
+                          "a positive number of seconds")
+    if unit_timeout is not None and not (math.isfinite(unit_timeout) and unit_timeout > 0):
+        raise ctx.error("experiment.unit_timeout",
+                        f"expected a positive number of seconds, got {unit_timeout!r}")
 
     data = ctx.table(raw, "data", "data", required=True)
     data_keys = ("dataset", "root", "train_subset", "test_subset")
@@ -484,18 +550,13 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
             raise ctx.error(f"metrics.{metric}", "expected a table of options")
         metrics.append(ctx.component("metric", metric, options, f"metrics.use[{i}]"))
 
-    report = ctx.table(raw, "report", "report")
-    ctx.check_keys(report, ("formats",), "report")
-    formats = report.get("formats", ["html", "md"])
-    if not isinstance(formats, list) or any(f not in ("html", "md") for f in formats):
-        raise ctx.error("report.formats",
-                        f"expected a list of \"html\" and \"md\", got {formats!r}")
+    report = _parse_report(ctx, ctx.table(raw, "report", "report"))
 
     return ExperimentSpec(
         name=name, file=file, seeds=tuple(seeds), device=device, output=output,
         model_cache=model_cache, executor=executor, data=data_spec, models=tuple(models),
         defenses=tuple(stacks), attacks=tuple(attacks), metrics=tuple(metrics),
-        report_formats=tuple(formats), raw=raw,
+        report=report, raw=raw, threads=threads, unit_timeout=unit_timeout,
     )
 
 

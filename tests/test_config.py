@@ -109,3 +109,24 @@ def test_plugin_option_shadowed_by_a_host_key_is_refused(write_toml):
     with pytest.raises(ConfigError, match=r"attacks\[0\].attack: attack 'test.clashing' has "
                                           r"option\(s\) \['samples'\] that the host's keys"):
         load_experiment(write_toml(text), registry=registry)
+
+
+def test_report_section_parses_budgets_and_reporters(write_toml, registry):
+    text = SMOKE.replace("formats = []", 'formats = ["md"]\neps = ["8/255", 0.25]\n'
+                                         'reporters = ["summary"]')
+    spec = load_experiment(write_toml(text), registry=registry)
+    assert spec.report.formats == spec.report_formats == ("md",)
+    assert spec.report.eps == pytest.approx((8 / 255, 0.25))
+    assert spec.report.reporters == ("summary",)
+    default = load_experiment(write_toml(SMOKE), registry=registry).report
+    assert (default.eps, default.reporters) == (None, None)
+
+
+def test_experiment_threads_timeout_and_executor_options(write_toml, registry):
+    text = SMOKE.replace('device = "cpu"', 'device = "cpu"\nthreads = 2\nunit_timeout = 1.5')
+    spec = load_experiment(write_toml(text), registry=registry)
+    assert (spec.threads, spec.unit_timeout) == (2, 1.5)
+    bad = SMOKE.replace('device = "cpu"', 'device = "cpu"\nexecutor_options = { workers = 2 }')
+    with pytest.raises(ConfigError, match=r"experiment\.executor_options\.workers: executor "
+                                          r"'local': unknown option"):
+        load_experiment(write_toml(bad), registry=registry)
