@@ -2,7 +2,7 @@
 
 Registration imports :mod:`robench_plugins.attacks.library`, which reads only
 ``catalogue.json``; torch and the attack libraries are imported when an attack runs.
-The hand-written attacks (paper 000) are ``pixel_swap``, ``fooling_images``,
+The hand-written attacks (Galloway et al. 2018) are ``pixel_swap``, ``fooling_images``,
 ``l0_weights`` and ``jsma`` (Table 2 glue over a library's JSMA). Not components:
 :mod:`.catalogue` (generates ``catalogue.json``) and :mod:`.masking` (gradient-masking
 probes for ``robench doctor``).

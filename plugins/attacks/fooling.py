@@ -1,4 +1,4 @@
-"""Fooling images: targeted gradient steps from noise (paper 000 section 6.1, PROTOCOLS A6).
+"""Fooling images: targeted gradient steps from noise (Galloway et al. 2018, section 6.1).
 
 Written by hand: a targeted FGSM/BIM from generated noise, answering the whole eps sweep
 from one gradient per (noise, target) for the single-step test.
@@ -59,7 +59,7 @@ class _SingleStepSweep(Sequence):
 
 
 class FoolingImages(Attack):
-    """Fooling images from noise (paper 000 section 6.1; PROTOCOLS A6), targeted.
+    """Fooling images from noise (Galloway et al. 2018, section 6.1), targeted.
 
     *Figure 9* (``steps = 1``, ``init = "uniform"``): noise drawn from U(bounds); for every
     target class one targeted FGSM step of size eps, ``clip(noise - eps *

@@ -1,4 +1,4 @@
-"""JSMA for paper 000's Table 2 (PROTOCOLS A5), over ART's or torchattacks' implementation.
+"""JSMA for Galloway et al.'s Table 2 , over ART's or torchattacks' implementation.
 
 Only the glue is written here (budget mapping, per-gamma runs, provenance); the attack
 itself is the library's.
@@ -28,10 +28,12 @@ class JSMAOptions:
     """Options of :class:`JSMA`."""
 
     implementation: Literal["art", "torchattacks"] = dataclasses.field(
-        default="torchattacks", metadata={"help": "which library's JSMA runs (see PROTOCOLS A5; "
-                                                  "torchattacks follows Papernot et al.)"})
+        default="torchattacks",
+        metadata={"help": "which library's JSMA runs (see docs/protocols.md; "
+                          "torchattacks follows Papernot et al.)"})
     theta: float = dataclasses.field(
-        default=1.0, metadata={"help": "change applied to each chosen feature (A5: 1)"})
+        default=1.0,
+        metadata={"help": "change applied to each chosen feature (Galloway et al.: 1)"})
     batch_size: int = dataclasses.field(
         default=32, metadata={"help": "ART only: inputs per batch"})
 
@@ -56,14 +58,14 @@ def library_gamma(eps: float, d: int, implementation: str) -> float:
 
 
 class JSMA(Attack):
-    """Targeted JSMA at every gamma of a sweep (paper 000 Table 2; PROTOCOLS A5).
+    """Targeted JSMA at every gamma of a sweep (Galloway et al. 2018, Table 2).
 
     eps is gamma, the maximum fraction of input values changed. Each eps is a separate,
     faithful library run (the table's overall perturbation rate needs the failed
     attempts as they stand at that budget), with the library's gamma mapped by
     :func:`library_gamma` so no run exceeds its budget. Which implementation ran is
-    recorded in ``details['implementation']`` and as the result's library: PROTOCOLS A5
-    compares with the paper only through torchattacks' (Papernot's) algorithm. For a
+    recorded in ``details['implementation']`` and as the result's library: docs/protocols.md
+    compare with the paper only through torchattacks' (Papernot's) algorithm. For a
     cheaper sweep that runs once and thresholds, use ``art.SaliencyMapMethod`` or
     ``torchattacks.JSMA`` directly. Misclassified inputs are attacked too.
     """

@@ -1,4 +1,4 @@
-"""The L0 weight attack on linear models of paper 000 (section 4.2, Figure 7a; PROTOCOLS A1).
+"""The L0 weight attack on linear models of Galloway et al. (2018) (section 4.2, Figure 7a).
 
 Written by hand: no library has it.
 """
@@ -48,7 +48,7 @@ def attacked_positions(w, pixels: int):
 class L0Weights(Attack):
     """Set the inputs at the i largest- and i smallest-weight positions to the upper bound.
 
-    Paper 000's L0 attack on linear models (section 4.2, Figure 7a; PROTOCOLS A1): take the
+    Galloway et al.'s L0 attack on linear models (section 4.2, Figure 7a): take the
     weights of a linear binary classifier (the first ``nn.Linear``; see
     :func:`weight_direction`), and set the input values at the ``i`` most positive and the
     ``i`` most negative weight positions to the data's upper bound (1 for images). Budget

@@ -1,4 +1,4 @@
-"""Random pixel swap: the black-box L0 attack of paper 000 (section 6.3.1, PROTOCOLS A4).
+"""Random pixel swap: the black-box L0 attack of Galloway et al. (2018) (section 6.3.1).
 
 Written by hand: no library has it.
 """
@@ -62,7 +62,7 @@ def swap_steps(eps: float, d: int) -> int:
 
 
 class PixelSwap(Attack):
-    """Random pixel swap (paper 000 section 6.3.1; PROTOCOLS A4): black-box, gradient-free.
+    """Random pixel swap (Galloway et al. 2018, section 6.3.1): black-box, gradient-free.
 
     The authors' procedure, exactly: flatten each input channel-last (HWC, so R, G and B
     are separate values), draw one random permutation ``idx`` of the ``d`` values from the

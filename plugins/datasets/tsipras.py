@@ -1,5 +1,5 @@
-"""Paper 004's synthetic distribution (Tsipras et al., "Robustness may be at odds with
-accuracy", eq. 3; PROTOCOLS D)."""
+"""Tsipras et al.'s synthetic distribution (Tsipras et al., "Robustness may be at odds with
+accuracy", eq. 3)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class TsiprasOptions:
 
 
 class Tsipras(Dataset):
-    """Synthetic robust-vs-non-robust features (paper 004, eq. 3; PROTOCOLS D).
+    """Synthetic robust-vs-non-robust features (Tsipras et al. 2019, eq. 3).
 
     ``y`` is uniform in {-1, +1}; ``x1 = y`` with probability ``p`` else ``-y`` (the
     robust feature); ``x2..x(d+1) ~ N(eta*y, 1)`` i.i.d. (the non-robust features).
@@ -72,6 +72,6 @@ class Tsipras(Dataset):
         x_te, y_te = self.sample(o.n_test, gens[1])
         info = DataInfo(name=self.name, input_shape=(o.d + 1,), num_classes=2,
                         bounds=(-math.inf, math.inf), eps_scale=1, class_names=("-1", "+1"),
-                        source=f"synthetic (paper 004 eq. 3): p={o.p}, d={o.d}, "
+                        source=f"synthetic (Tsipras et al. 2019, eq. 3): p={o.p}, d={o.d}, "
                                f"eta={self.eta:.6g}, seed={o.seed}")
         return LoadedData(info, x_tr, y_tr, x_te, y_te)

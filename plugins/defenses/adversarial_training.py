@@ -23,7 +23,7 @@ class AdversarialTrainingOptions:
         default=0, metadata={"help": "clean epochs before adversarial training starts"})
     labels: Literal["true", "predicted"] = dataclasses.field(
         default="true", metadata={"help": "attack the true labels, or the model's own "
-                                          "predictions (paper 000's released code)"})
+                                          "predictions (Galloway et al.'s released code)"})
 
     def __post_init__(self):
         if not 0 <= self.mix <= 1:
@@ -37,7 +37,7 @@ class AdversarialTraining(Defense):
 
     After ``warmup_epochs`` clean epochs, each batch ``x`` becomes ``[x, x_adv]`` and the
     loss is ``(1 - mix) * L(x) + mix * L(x_adv)``, ``L`` being the stack's per-sample loss
-    (cross-entropy unless the model or another defense changes it). Paper 000 A2 uses
+    (cross-entropy unless the model or another defense changes it). Galloway et al. (2018) use
     mix 0.5 with 7-step PGD, eps 8/255, step 2/255, labels = the model's predictions,
     after 50 clean epochs; Madry et al. use mix 1. ``mix = 1`` skips the clean half.
     Examples are generated in eval mode with the attack plugin named by ``attack`` (e.g.

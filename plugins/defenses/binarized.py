@@ -1,4 +1,4 @@
-"""Binarized weights: every weight is +-alpha in the forward pass (paper 000)."""
+"""Binarized weights: every weight is +-alpha in the forward pass (Galloway et al. 2018)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from robench import Defense
 @dataclasses.dataclass(frozen=True)
 class BinarizedOptions:
     scale: Literal["mean", "none"] = dataclasses.field(
-        default="mean", metadata={"help": "mean: sign(w) * mean|w| per layer (paper 000's "
+        default="mean", metadata={"help": "mean: sign(w) * mean|w| per layer (Galloway et al.'s "
                                           "code, binary weight networks); none: sign(w)"})
     layers: Literal["all", "conv", "linear"] = dataclasses.field(
         default="all", metadata={"help": "which layers' weights to binarise"})
@@ -20,7 +20,7 @@ class BinarizedOptions:
 class Binarized(Defense):
     """Trains a model whose weights are binary, through a straight-through estimator.
 
-    Paper 000 (section 3, Fig. 1(b); PROTOCOLS A1) trains a logistic regression whose
+    Galloway et al. (2018) (section 3, Fig. 1(b)) trains a logistic regression whose
     784 weights are binarised: its released code (``--bits 1``) uses
     ``sign(w / E) * E`` with ``E = mean(|w|)`` held constant and the gradient of
     ``sign`` replaced by the identity, so Adam updates the latent real weights ``w``

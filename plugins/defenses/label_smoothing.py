@@ -22,9 +22,9 @@ class LabelSmoothing(Defense):
     """Replaces the data loss by cross-entropy with smoothed targets (Szegedy et al. 2016).
 
     The target of a sample of class ``y`` is ``(1 - alpha) * one_hot(y) + alpha / K``
-    (``torch.nn.functional.cross_entropy(..., label_smoothing=alpha)``). Paper 000
+    (``torch.nn.functional.cross_entropy(..., label_smoothing=alpha)``). Galloway et al. (2018)
     mentions label smoothing for its CIFAR-10 CNN; its released code has it commented
-    out (PROTOCOLS A2). It replaces the per-sample loss, so it composes with adversarial
+    out . It replaces the per-sample loss, so it composes with adversarial
     training (which weights the clean and adversarial halves of the batch) in any order.
     """
 

@@ -1,5 +1,5 @@
 """Spectral normalisation in its two meanings: torch's reshaped-kernel ``spectral_norm``
-and paper 003's clipping of each layer's *operator* singular values (Sedghi et al.)."""
+and Wen et al.'s clipping of each layer's *operator* singular values (Sedghi et al.)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ class SpectralNormOptions:
         default="operator",
         metadata={"help": "operator: clip the singular values of each layer's linear map "
                           "(convolutions via FFT over the input size; Sedghi et al. 2019, "
-                          "paper 003) after every epoch; kernel: torch's spectral_norm "
+                          "Wen et al. (2020)) after every epoch; kernel: torch's spectral_norm "
                           "parametrisation of the reshaped kernel, at every forward pass"})
     strength: float = dataclasses.field(
         default=1.0, metadata={"help": "c: the largest singular value allowed per layer "
-                                       "(paper 003 uses 1, 3, 5)"})
+                                       "(Wen et al. 2020, uses 1, 3, 5)"})
     layers: Literal["all", "conv", "linear"] = dataclasses.field(
         default="all", metadata={"help": "which layers: every Conv2d and Linear, or one kind"})
     exact: bool = dataclasses.field(
@@ -39,7 +39,7 @@ class SpectralNormOptions:
 class SpectralNorm(Defense):
     """Bounds every layer's spectral norm by ``strength`` (c), in one of two meanings.
 
-    ``method = "operator"`` (paper 003 appendix D.3, after Sedghi et al. 2019): at the
+    ``method = "operator"`` (Wen et al. 2020, appendix D.3, after Sedghi et al. 2019): at the
     end of every epoch, each convolution's operator on its input size (recorded by one
     forward pass when the model is wrapped) has its singular values clipped to c via
     the FFT (``_weights.clip_conv``); each Linear layer's matrix has its singular

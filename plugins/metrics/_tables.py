@@ -5,12 +5,12 @@ their methods so that listing plugins never imports pandas or numpy. Every funct
 the frame described in :data:`robench.results.RESULT_COLUMNS` and returns tidy metric
 rows (``metric``, ``value`` plus grouping columns).
 
-Robust accuracy conventions (PROTOCOLS "Cross-paper conventions"): a sample is *robust*
+Robust accuracy conventions (the cross-paper conventions of docs/protocols.md): a sample is *robust*
 at a budget when it was classified correctly clean and is still classified correctly
 under the attack (for a targeted attack: under every target tried). The
 ``unconditional`` convention averages over every sample, so a misclassified clean image
-counts as a failure (paper 000); the ``conditional`` convention averages over the samples
-classified correctly when clean (paper 003, Table 6 "PGD" rows).
+counts as a failure (Galloway et al. 2018); the ``conditional`` convention averages over the samples
+classified correctly when clean (Wen et al. 2020, Table 6 "PGD" rows).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def auc(accuracy: pd.DataFrame, *, compare: list[str], num_classes: int | None =
     integrated only over the eps values that *every* one of them has (the intersection;
     eps values missing from some curve are dropped and counted in ``note``). With
     ``until_chance`` the grid stops at the first eps where every compared curve is at or
-    below chance (``1/num_classes``), as PROTOCOLS A3 sweeps. No clean point is added at
+    below chance (``1/num_classes``), as Galloway et al. (2018) sweep. No clean point is added at
     eps = 0: the grid is the attack's, and a grid that starts at 0 contributes the
     accuracy measured at 0 (the clean accuracy, since a zero budget changes nothing).
     With ``bootstrap > 0`` and the per-sample table ``samples`` (:func:`robust_samples`),
@@ -415,7 +415,7 @@ def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample
 def fooling(results: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     """Fooling-image metrics per (cell, attack, eps) over the generated-noise rows.
 
-    PROTOCOLS A6 / paper 000 section 6.1: ``fooling_success`` = fraction of (input,
+    Galloway et al. (2018), section 6.1: ``fooling_success`` = fraction of (input,
     target) pairs whose argmax is the target (the host's ``success``);
     ``fooling_success_threshold`` = fraction whose target probability also exceeds
     ``threshold`` (the adversarial prediction is the target and its ``confidence``, the
@@ -476,7 +476,7 @@ def over_seeds(metrics: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 def attack_success(results: pd.DataFrame) -> pd.DataFrame:
     """Attack success rate and perturbation size per (cell, attack, eps), over attempts.
 
-    PROTOCOLS A5 (paper 000 section 6.3.2, Table 2): an attempt is one (sample, target)
+    Galloway et al. (2018), section 6.3.2, Table 2: an attempt is one (sample, target)
     row of the data inputs (misclassified sources are not skipped). ``success_rate`` =
     fraction of successful attempts (the host's ``success``: targeted, the target was
     reached; untargeted, the label changed); ``mean_distance`` = mean host-measured

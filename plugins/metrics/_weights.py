@@ -82,7 +82,7 @@ def conv_singular_values(weight: torch.Tensor, input_size: tuple[int, ...], *,
     """Every singular value of the circular convolution of ``weight`` on ``input_size``.
 
     The FFT method of Sedghi, Gupta and Long ("The singular values of convolutional
-    layers", ICLR 2019), which paper 003 uses for its per-layer spectra (section 5.2.2,
+    layers", ICLR 2019), which Wen et al. (2020) uses for its per-layer spectra (section 5.2.2,
     appendix B.4): the stride-1 circular convolution is block-diagonalised by the 2-d
     DFT, so its singular values are those of the ``(out, in)`` matrices of the kernel's
     DFT at each of the ``prod(input_size)`` frequencies. Computed in float64 on
@@ -155,10 +155,10 @@ def singular_values(model: nn.Module, x: torch.Tensor, *, max_values: int) -> pd
 
     Rows per layer (``layer`` = module name, ``layer_index`` = forward order, ``kind``):
     ``sv_max``, ``sv_min``, ``sv_mean``, ``sv_std`` (population standard deviation, the
-    spread paper 003 Fig. 5c/d plots), ``sv_count`` and up to ``max_values``
+    spread Wen et al. (2020) Fig. 5c/d plots), ``sv_count`` and up to ``max_values``
     ``singular_value`` rows (``rank`` 0 = largest; evenly spaced in rank when there are
     more). Then ``spectral_complexity`` = product of every layer's largest singular
-    value (paper 003 appendix B.4, Definition 7) and its ``log10``.
+    value (Wen et al. 2020, appendix B.4, Definition 7) and its ``log10``.
     """
     rows = []
     spectral = []
@@ -202,7 +202,7 @@ def logits_of(model: nn.Module, x: torch.Tensor, device, batch_size: int = 512) 
 def per_sample_quantities(logits: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
     """Logit margin, true-class probability and cross-entropy loss of each sample.
 
-    Margin = logit of the true class minus the largest other logit (paper 003 section 3,
+    Margin = logit of the true class minus the largest other logit (Wen et al. 2020, section 3,
     the margin operator; negative when misclassified).
     """
     true = logits.gather(1, y[:, None])[:, 0]
@@ -260,7 +260,7 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
              step_size: float, bounds: tuple[float, float], device, seed: int) -> torch.Tensor:
     """Untargeted Linf PGD with a random start (foolbox ``LinfPGD``), seeded.
 
-    Paper 003's attack: 10 steps of 2/255 (appendix B.1). Returns adversarials on the CPU.
+    Wen et al.'s attack: 10 steps of 2/255 (appendix B.1). Returns adversarials on the CPU.
     """
     import foolbox as fb
 
@@ -288,7 +288,7 @@ def loss_and_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device
 
 
 def gap_rows(train: tuple[float, float], test: tuple[float, float], **columns) -> list[dict]:
-    """GE-gap rows from (loss, accuracy) on the train and test sets (paper 003 Table 6):
+    """GE-gap rows from (loss, accuracy) on the train and test sets (Wen et al. 2020, Table 6):
     ``accuracy_gap`` = train - test accuracy, ``loss_gap`` = test - train loss."""
     (train_loss, train_acc), (test_loss, test_acc) = train, test
     values = {"train_accuracy": train_acc, "test_accuracy": test_acc,
@@ -330,7 +330,7 @@ def attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, *, eps:
 
 def attacked_gap(model: nn.Module, data, device, *, eps: float, steps: int, step_size: float,
                  samples: int, seed: int) -> list[dict]:
-    """GE gap under PGD on the first ``samples`` training and test inputs (paper 003
+    """GE gap under PGD on the first ``samples`` training and test inputs (Wen et al. (2020)
     section 5.1, "clean and under attack"): rows with ``condition = "pgd"``."""
     pair = {}
     for split, (x, y) in (("train", (data.x_train, data.y_train)),
@@ -345,7 +345,7 @@ def attacked_gap(model: nn.Module, data, device, *, eps: float, steps: int, step
 
 def loss_variation(model: nn.Module, data, device, *, eps: float, steps: int,
                    step_size: float, samples: int, seed: int) -> list[dict]:
-    """Average maximal loss variation (paper 003 appendix B.5): over the first
+    """Average maximal loss variation (Wen et al. 2020, appendix B.5): over the first
     ``samples`` test inputs, the mean and standard deviation of loss(PGD adversarial)
     - loss(clean), PGD maximising the loss within the Linf budget ``eps``."""
     x, y = data.x_test[:samples], data.y_test[:samples]
@@ -413,7 +413,7 @@ def binary_direction(weight: torch.Tensor, bias: torch.Tensor
 
 
 def weight_rms(model: nn.Module) -> float:
-    """Root mean square of every weight (parameters with 2+ dimensions; paper 002)."""
+    """Root mean square of every weight (parameters with 2+ dimensions; Tanay & Griffin (2016))."""
     weights = [p.detach().double().flatten() for p in model.parameters() if p.dim() > 1]
     if not weights:
         return float("nan")
@@ -422,7 +422,7 @@ def weight_rms(model: nn.Module) -> float:
 
 
 def tilting(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: float) -> list[dict]:
-    """Boundary tilting of a binary linear classifier (paper 002, "Adversarial Distance
+    """Boundary tilting of a binary linear classifier (Tanay & Griffin 2016, "Adversarial Distance
     and Tilting Angle").
 
     With ``i``/``j`` the centroids of classes 0/1 and ``z = j - i`` the normal of the
@@ -450,7 +450,7 @@ def tilting(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: float) -> list
 
 def feature_correlations(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """Pearson correlation of every (flattened) input feature with the label in {-1, +1}
-    (paper 004 section 2.3, Fig. 2b); constant features get 0."""
+    (Tsipras et al. 2019, section 2.3, Fig. 2b); constant features get 0."""
     x = x.flatten(1).double()
     s = 2 * (y == 1).double() - 1
     xc, sc = x - x.mean(0), s - s.mean()
@@ -462,7 +462,7 @@ def feature_correlations(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 def robust_feature_rows(corr: np.ndarray, w: np.ndarray | None, *, top_k: int,
                         per_feature: bool) -> list[dict]:
     """Rows relating the label correlation of each feature to the weight a linear model
-    puts on it (paper 004 section 2.3): per feature (``feature`` column)
+    puts on it (Tsipras et al. 2019, section 2.3): per feature (``feature`` column)
     ``feature_correlation`` and ``feature_weight``; ``weight_l1`` (Table 4's ||w||_1);
     ``weight_correlation_alignment`` = Pearson correlation of w with the feature
     correlations; ``top_k_weight_share`` = share of ||w||_1 on the ``top_k`` features

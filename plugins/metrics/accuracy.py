@@ -1,8 +1,8 @@
 """Accuracy metrics of the result frame: clean, robust, curve area, breakdown, distance.
 
-Definitions follow PROTOCOLS "Cross-paper conventions" and A3 (paper 000 section 4:
-sweep the budget "until accuracy is reduced to less than chance" and compare models by
-the "area under all curves"). The computations live in :mod:`._tables`.
+Definitions follow the cross-paper conventions of docs/protocols.md (Galloway et al. 2018,
+section 4: sweep the budget "until accuracy is reduced to less than chance" and compare
+models by the "area under all curves"). The computations live in :mod:`._tables`.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ class RobustAccuracy(Metric):
     A sample is robust when it is classified correctly clean and under the attack (for a
     targeted attack, under every target tried). Column ``convention``:
     ``unconditional`` = mean over all samples, a misclassified clean image counting as a
-    failure (paper 000, the accuracy-vs-eps curves of section 4); ``conditional`` = mean
-    over clean-correct samples (paper 003 Table 6 "PGD" rows). ``n`` is the number of
+    failure (Galloway et al. 2018, the accuracy-vs-eps curves of section 4); ``conditional`` = mean
+    over clean-correct samples (Wen et al. 2020, Table 6 "PGD" rows). ``n`` is the number of
     samples averaged; ``bootstrap > 0`` adds a bootstrap interval over samples.
     """
 
@@ -106,7 +106,7 @@ def _num_classes(options, results) -> int:
 class AUC(Metric):
     """Normalised area under robust accuracy vs eps on the compared curves' common grid.
 
-    PROTOCOLS A3 and "Cross-paper conventions" (paper 000 section 4): curves that are
+    The cross-paper conventions (Galloway et al. 2018, section 4): curves that are
     compared (same ``compare`` columns: by default the same dataset and attack) are
     integrated with the trapezoid rule over one eps grid, the eps values *every* compared
     curve has (eps values some curve lacks are dropped and counted in ``note``), and the
@@ -152,7 +152,7 @@ class ChanceOptions:
 class BreakdownPoint(Metric):
     """The first eps at which robust accuracy is at or below chance, per curve.
 
-    Paper 000 section 4 sweeps "until accuracy is reduced to less than chance"; this is
+    Galloway et al. (2018) section 4 sweeps "until accuracy is reduced to less than chance"; this is
     where each (cell, attack) curve gets there (a grid value; NaN with a note if never).
     Chance is ``1/num_classes`` (column ``chance``). Both conventions.
     """
@@ -177,8 +177,8 @@ class MedianDistance(Metric):
     adversarial over the sweep (0 for untargeted attacks on misclassified clean inputs,
     ``inf`` if the attack never succeeded), then the median over samples
     (``median_distance``) and the fraction with an adversarial (``adversarial_found``).
-    For fixed-budget attacks it is an upper bound on the true minimal distance (paper 000
-    section 4, threat models compared by their own norms).
+    For fixed-budget attacks it is an upper bound on the true minimal distance (Galloway et al.
+    2018, section 4, threat models compared by their own norms).
     """
 
     name = "median_distance"
@@ -192,7 +192,7 @@ class MedianDistance(Metric):
 class AttackSuccess(Metric):
     """Attack success rate and mean perturbation per (cell, attack, eps) over attempts.
 
-    PROTOCOLS A5 (paper 000 section 6.3.2, Table 2, JSMA): every (sample, target) row of
+    Galloway et al. (2018), section 6.3.2, Table 2 (JSMA): every (sample, target) row of
     the data inputs is one attempt, misclassified sources included. Rows
     ``success_rate``, ``mean_distance`` (all attempts) and ``mean_distance_success``
     (successful attempts only; for L0 attacks the distance is the fraction of input

@@ -1,4 +1,4 @@
-"""Generalisation gap, margin/probability/loss distributions and loss variation (paper 003)."""
+"""Generalisation gap, margin/probability/loss distributions, loss variation (Wen et al. 2020)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class PGDOptions:
 
 
 class GEGap(Metric):
-    """Generalisation gap, clean and under attack (paper 003 section 5.1, Table 6).
+    """Generalisation gap, clean and under attack (Wen et al. 2020, section 5.1, Table 6).
 
     ``accuracy_gap`` = train minus test accuracy; ``loss_gap`` = test minus train loss
     (Table 6: 0.316 - 0.092 = 0.224), with the four figures they come from
@@ -56,7 +56,7 @@ class GEGap(Metric):
 
 
 class LossVariation(Metric):
-    """Average maximal loss variation under a Linf attack (paper 003 appendix B.5).
+    """Average maximal loss variation under a Linf attack (Wen et al. 2020, appendix B.5).
 
     For each of the first ``samples`` test inputs, loss(PGD adversarial) - loss(clean),
     PGD maximising the loss within ``eps``; rows ``loss_variation_mean`` and
@@ -100,7 +100,7 @@ class MarginOptions:
 class Margins(Metric):
     """Logit-margin, true-class probability and loss distributions on train and test.
 
-    Paper 003 section 5.2.1: Fig. 4 (margins) and Fig. 5a/b (histograms).
+    Wen et al. (2020) section 5.2.1: Fig. 4 (margins) and Fig. 5a/b (histograms).
 
     Margin = logit of the true class minus the largest other logit (the margin operator
     of section 3; negative when misclassified). Per ``split`` and quantity

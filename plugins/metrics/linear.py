@@ -1,4 +1,5 @@
-"""Metrics of linear classifiers: boundary tilting (paper 002) and robust features (004)."""
+"""Metrics of linear classifiers: boundary tilting (Tanay & Griffin 2016) and robust
+features (Tsipras et al. 2019)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from robench import Metric
 class BoundaryTilting(Metric):
     """Boundary tilting angle and d_adv of binary linear models; weight RMS of any model.
 
-    Paper 002, sections "Adversarial Distance and Tilting Angle" and the LeNet
-    weight-decay experiment; PROTOCOLS B.
+    Tanay & Griffin (2016), sections "Adversarial Distance and Tilting Angle" and the LeNet
+    weight-decay experiment.
 
     For a model whose logits are an affine function of its input (found by probing the
     model, so in-model normalisation and single-score wrappers count; one logit or two)
@@ -55,7 +56,7 @@ class RobustFeatureOptions:
 class RobustFeatures(Metric):
     """Feature-label correlation and the weight a linear model puts on each feature.
 
-    Paper 004 section 2.3, Fig. 2b; Table 4's ||w||_1; PROTOCOLS D.
+    Tsipras et al. (2019) section 2.3, Fig. 2b; Table 4's ||w||_1.
 
     On a two-class data set's training split: ``feature_correlation`` per feature
     (Pearson correlation with the label in {-1, +1}); for a binary linear model also

@@ -30,7 +30,7 @@ class SeedSummaryOptions:
 class SeedSummary(Metric):
     """Mean +- Student-t confidence interval over seeds of the result-frame metrics.
 
-    PROTOCOLS "Cross-paper conventions": "a result is a distribution over seeds where
+    the cross-paper conventions of docs/protocols.md: "a result is a distribution over seeds where
     more than one seed was run: mean and a confidence interval".
 
     Computes each metric in ``metrics`` with its default options, then groups rows that

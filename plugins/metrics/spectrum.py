@@ -1,4 +1,4 @@
-"""Per-layer singular values of a trained model's weight operators (paper 003)."""
+"""Per-layer singular values of a trained model's weight operators (Wen et al. 2020)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class SingularValuesOptions:
 class SingularValues(Metric):
     """Per-layer singular values (FFT method for convolutions) and spectral complexity.
 
-    Paper 003 section 5.2.2, Fig. 5c/d; appendix B.2 and B.4.
+    Wen et al. (2020) section 5.2.2, Fig. 5c/d; appendix B.2 and B.4.
 
     Linear layers: ``torch.linalg.svdvals`` of the weight. Convolutions (1-d and 2-d,
     grouped and dilated included) are taken as the linear map they apply to their real

@@ -26,8 +26,9 @@ class WorstCase(Metric):
     Per cell, threat model, eps and sample, the sample counts as robust only if it is
     clean-correct and *every* attack of that threat model failed on it, as AutoAttack
     reports its ensemble: "for security, performance is no better than the worst of any
-    particular case" (paper 000 section 4; PROTOCOLS "Cross-paper conventions"). Attacks
-    are combined on the eps values and samples all of them share.
+    particular case" (Galloway et al. 2018, section 4; the cross-paper conventions of
+    docs/protocols.md). Attacks are combined on the eps values and samples all of them
+    share.
 
     Rows: ``worst_case_accuracy`` (``attack = "worst_case"``, the attacks in ``note``) in
     both conventions (``convention``: unconditional over all samples, conditional over

@@ -89,7 +89,7 @@ class FlattenHWC(nn.Module):
 
 
 def galloway_cnn(in_channels: int, height: int, width: int, num_classes: int) -> nn.Sequential:
-    """Paper 000 Table 1 (PROTOCOLS A2): conv 8x8/2 SAME 32, conv 6x6/2 VALID 64,
+    """Galloway et al. (2018) Table 1 : conv 8x8/2 SAME 32, conv 6x6/2 VALID 64,
     conv 5x5/1 VALID 64, ReLU after each, flatten, linear; no biases.
 
     Initialisation: truncated normal (std 0.1, cut at 2 std), then every filter (each
@@ -157,8 +157,8 @@ class CifarResNet(nn.Module):
     stages of ``n`` basic blocks (width, 2 width, 4 width channels, strides 1, 2, 2),
     global average pooling and a linear layer.
 
-    ``norm = "fixup"``: no batch norm, Fixup initialisation (Zhang et al. 2019; paper
-    003 appendix D.3 without Fixup's scalar multipliers and biases): the first conv of
+    ``norm = "fixup"``: no batch norm, Fixup initialisation (Zhang et al. 2019; Wen
+    et al. 2020, appendix D.3 without Fixup's scalar multipliers and biases): the first conv of
     each residual branch He-normal scaled by ``L^(-1/2)`` (``L`` blocks, two layers per
     branch), the second conv and the classifier initialised to zero.
     ``norm = "batch"``: batch norm after every conv, He-normal init.

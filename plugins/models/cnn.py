@@ -1,4 +1,4 @@
-"""Convolutional networks: paper 000's Table-1 CNN and LeNet-5."""
+"""Convolutional networks: Galloway et al.'s Table-1 CNN and LeNet-5."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _image_shape(info, model: str) -> tuple[int, int, int]:
 
 
 class GallowayCNN(Model):
-    """Paper 000's four-layer fully convolutional CNN (Table 1; PROTOCOLS A2).
+    """Galloway et al.'s four-layer fully convolutional CNN (Table 1).
 
     conv 8x8, 32 filters, stride 2, SAME -> ReLU -> conv 6x6, 64, stride 2, VALID ->
     ReLU -> conv 5x5, 64, stride 1, VALID -> ReLU -> flatten -> linear; no biases, no
@@ -49,7 +49,7 @@ class LeNetOptions(CommonOptions):
 class LeNet5(Model):
     """LeNet-5 for small grey images: conv 5x5 (padding 2) 6 -> max pool -> conv 5x5 16
     -> max pool -> linear 120 -> 84 -> classes (LeCun et al. 1998, as run on MNIST;
-    paper 002's LeNet weight-decay experiment)."""
+    Tanay & Griffin's LeNet weight-decay experiment)."""
 
     name = "lenet5"
     Options = LeNetOptions

@@ -1,4 +1,5 @@
-"""Binary linear models: logistic regression and the linear SVM (papers 000, 002, 004)."""
+"""Binary linear models: logistic regression and the linear SVM (Galloway et al. 2018,
+Tanay & Griffin 2016, Tsipras et al. 2019)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class LinearOptions(CommonOptions):
     init: Literal["normal", "zeros", "expert"] = dataclasses.field(
         default="normal", metadata={"help": "normal: truncated normal (std `init_std`, cut at "
                                             "2 std); zeros; expert: mean of class-1 inputs "
-                                            "minus mean of class-0 inputs (paper 000)"})
+                                            "minus mean of class-0 inputs (Galloway et al. 2018)"})
     init_std: float = dataclasses.field(
         default=0.1, metadata={"help": "standard deviation of the normal initialisation"})
     bias: bool = dataclasses.field(default=False, metadata={"help": "learn a bias term"})
@@ -32,7 +33,7 @@ class LogisticRegression(Model):
     """Binary logistic regression ``z = w.x (+ b)``, exposed as two logits ``[-z/2, z/2]``.
 
     Softmax of the two logits is ``sigmoid(z)``, so the host's cross-entropy is exactly
-    the mean sigmoid cross-entropy of paper 000 A1, and every attack library sees an
+    the mean sigmoid cross-entropy of Galloway et al. (2018), and every attack library sees an
     ordinary two-class model. The paper's released code has no bias and initialises
     ``w`` from a truncated normal with std 0.1 (the defaults here). ``init = "expert"``
     sets ``w`` to the mean class-1 input minus the mean class-0 input (MNIST 3-vs-7 with
@@ -98,8 +99,8 @@ class LinearSVM(LogisticRegression):
     The model's :meth:`sample_loss` is the hinge loss ``max(0, 1 - s z)`` with ``s = +1``
     for class 1 and ``-1`` for class 0 (``z`` is the logit difference); the host uses it
     instead of cross-entropy. The SVM's regulariser ``lambda/2 ||w||^2`` is the
-    ``weight_decay`` defense (norm ``l2``, ``coefficient = lambda``; paper 002's lambda
-    sweep, paper 004's soft-margin SVM). Bias on by default, initialised at zero.
+    ``weight_decay`` defense (norm ``l2``, ``coefficient = lambda``; Tanay & Griffin's lambda
+    sweep, Tsipras et al.'s soft-margin SVM). Bias on by default, initialised at zero.
     """
 
     name = "linear_svm"

@@ -14,10 +14,10 @@ from .cnn import _image_shape
 @dataclasses.dataclass(frozen=True)
 class ResNetOptions(CommonOptions):
     depth: int = dataclasses.field(
-        default=56, metadata={"help": "6n + 2: 20, 56 or 110 (paper 003 uses 56 and 110)"})
+        default=56, metadata={"help": "6n + 2: 20, 56 or 110 (Wen et al. 2020, uses 56 and 110)"})
     norm: Literal["fixup", "batch"] = dataclasses.field(
         default="fixup", metadata={"help": "fixup: no batch norm, Fixup initialisation "
-                                           "(paper 003); batch: batch norm after each conv"})
+                                           "(Wen et al. 2020); batch: batch norm after each conv"})
     width: int = dataclasses.field(
         default=16, metadata={"help": "channels of the first stage (doubled per stage)"})
 
@@ -32,7 +32,7 @@ class ResNetOptions(CommonOptions):
 class ResNet(Model):
     """CIFAR ResNet of depth 6n + 2 (He et al. 2016): ResNet-20, -56, -110.
 
-    ``norm = "fixup"`` (default) is paper 003's network (appendix D.3): no batch norm,
+    ``norm = "fixup"`` (default) is Wen et al.'s network (appendix D.3): no batch norm,
     Fixup initialisation (Zhang et al. 2019) with Fixup's scalar multipliers and biases
     omitted (they change the layers' spectral norms), no dropout. The residual branches'
     first convs are He-normal scaled by ``L^(-1/2)`` (``L`` = number of blocks), their
@@ -84,7 +84,7 @@ class WideResNet(Model):
     WRN-28-10; 1x1 conv shortcuts, ReLU); ``"madry"`` is the wide ResNet of Madry et
     al.'s CIFAR-10 challenge (``model.py``: 5 units per stage = WRN-34-10, per-image
     standardisation inside the model, leaky ReLU 0.1, TensorFlow SAME padding, shortcuts
-    by average pooling and zero channel padding), paper 000's "WRN"/"WRN-Nat" (A2).
+    by average pooling and zero channel padding), Galloway et al.'s "WRN"/"WRN-Nat".
     """
 
     name = "wide_resnet"

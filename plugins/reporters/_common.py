@@ -202,8 +202,8 @@ def accuracy_curves(results):
     """Per (dataset, model, defense, seed, attack, epsilon): the curve statistic.
 
     Untargeted attacks on data inputs give the robust accuracy (unconditional: a sample
-    misclassified when clean counts as broken, paper 000's convention) and the accuracy
-    conditional on clean-correct samples (paper 003's). Targeted attacks and attacks on
+    misclassified when clean counts as broken, Galloway et al.'s convention) and the accuracy
+    conditional on clean-correct samples (Wen et al.'s). Targeted attacks and attacks on
     generated inputs give the attack success rate instead. Columns: the cell columns,
     ``attack, threat_model, epsilon, statistic, value, conditional, n``.
     """

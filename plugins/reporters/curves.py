@@ -1,12 +1,12 @@
-"""Accuracy-vs-eps curves per attack (paper 000 Figs. 7, 10, 11; PROTOCOLS A3/A4).
+"""Accuracy-vs-eps curves per attack (Galloway et al. 2018, Figs. 7, 10, 11).
 
 One figure per attack, one line per configuration (model / defense), the mean over seeds
 with a band over seeds (seaborn's ``errorbar``: the 95% t-interval of the summary table
 from three seeds on, the range between two seeds) when several seeds ran. The
 eps axis is in the data set's natural units (``k/255`` for 8-bit images, percent of input
 values for L0 budgets). Untargeted attacks on data show unconditional accuracy and the
-accuracy over clean-correct samples side by side (the two conventions of PROTOCOLS
-"Cross-paper conventions"); targeted attacks and generated inputs (fooling images) show
+accuracy over clean-correct samples side by side (the two robust-accuracy conventions of
+docs/protocols.md); targeted attacks and generated inputs (fooling images) show
 the attack success rate.
 """
 
@@ -48,7 +48,7 @@ def _draw(ax, data, *, y, keys, hue_order, colours, style=None, style_order=None
 
 MAX_TABLE_BUDGETS = 12
 """Attacks swept over at most this many budgets also get a table of their curve (e.g.
-the JSMA table of paper 000, Table 2: success rate per max fraction of features)."""
+the JSMA table of Galloway et al. (2018), Table 2: success rate per max fraction of features)."""
 
 
 def budget_table(part, attack, order, tm, eps_scale):

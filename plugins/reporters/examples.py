@@ -1,5 +1,5 @@
 """Image grids from stored artifacts: clean vs adversarial inputs at a few budgets,
-fooling images (inputs generated from noise, PROTOCOLS A6) and first-layer filters (A7).
+fooling images (inputs generated from noise) and first-layer filters.
 
 Artifacts are ``RUN_DIR/artifacts/<cell>/<attack>.npz`` with ``epsilons`` (E,), ``clean``
 (k, *input_shape), ``labels`` (k,; negative for generated inputs), ``adversarial``
@@ -197,7 +197,7 @@ def filter_grid(filters: list[np.ndarray], title: str):
 
 
 class FirstLayerFilters(Reporter):
-    """First-layer filters of each configuration (PROTOCOLS A7, paper 000 Fig. 13):
+    """First-layer filters of each configuration (Galloway et al. 2018, Fig. 13):
     convolution kernels, or the rows of a first linear layer shown as images of the
     input."""
 
@@ -220,8 +220,8 @@ class FirstLayerFilters(Reporter):
         text = ("The first weight layer of each configuration's model (first seed), up to "
                 "64 units. Single-channel filters: red positive, blue negative weights, each "
                 "on its own symmetric scale; colour filters are scaled to their own range. "
-                "Paper 000 (Fig. 13) finds smoother filters with L2 weight decay, some of "
-                "them exactly zero.")
+                "Galloway et al. (2018, Fig. 13) find smoother filters with L2 weight decay, some "
+                "of them exactly zero.")
         return [ReportSection(title="First-layer filters", text=text, figures=figures,
                               order=65)]
 

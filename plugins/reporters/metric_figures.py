@@ -4,12 +4,12 @@ Generic, driven by the tidy metric rows alone, so new metrics appear without cha
 
 - rows along an axis column (``epsilon``, ``lambda``, ``rank``, ``quantile``,
   ``bin_left``, ... see ``AXIS_COLUMNS``) become lines vs that axis — fooling success and
-  margin vs eps (paper 000 Fig. 9), singular-value spectra per layer (paper 003,
-  PROTOCOLS C; by ``rank``), tilting angle and d_adv vs lambda (paper 002), margin and
+  margin vs eps (Galloway et al. 2018, Fig. 9), singular-value spectra per layer (Wen et al. (2020),
+  by ``rank``), tilting angle and d_adv vs lambda (Tanay & Griffin 2016), margin and
   loss histograms (by ``bin_left``);
 - per-layer rows without such an axis become bars per layer (e.g. the std of each
   layer's singular values);
-- scalar metrics (no axis) become bars per configuration — GE-gap bars (paper 003
+- scalar metrics (no axis) become bars per configuration — GE-gap bars (Wen et al. (2020)
   Table 6) and anything unknown.
 
 Panels are split by ``attack``, ``layer``, ``threat_model`` or ``split`` when those vary;

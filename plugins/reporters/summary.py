@@ -1,12 +1,12 @@
 """The summary reporter: tables of scalar metrics and plain-language comparisons.
 
 Rows come from the stored metrics, whatever they are: clean accuracy, the area under each
-attack's accuracy-vs-eps curve (PROTOCOLS "Cross-paper conventions": on the common grid,
-normalised by its range, reported with it), worst case over attacks, breakdown budgets,
-and any other scalar metric a plugin wrote (unknown names appear under their own name, in
-a second table). Columns are the compared configurations, means over seeds with a 95%
-t-interval. One sentence per attack compares the best and the worst configuration where
-they differ most and at the eps grid's midpoint, the way PROTOCOLS A4 states paper 000's
+attack's accuracy-vs-eps curve (the cross-paper conventions of docs/protocols.md: on the
+common grid, normalised by its range, reported with it), worst case over attacks, breakdown
+budgets, and any other scalar metric a plugin wrote (unknown names appear under their own
+name, in a second table). Columns are the compared configurations, means over seeds with a
+95% t-interval. One sentence per attack compares the best and the worst configuration where
+they differ most and at the eps grid's midpoint, the way Galloway et al. (2018) state their
 L0 finding (at 26% of values swapped, CNN-L2 63.1%, WRN 31.7%).
 """
 
@@ -298,9 +298,9 @@ def _table_notes(record, long, tables) -> str:
                      "divided by its range (1.0 = full accuracy at every budget).")
     if long["quantity"].str.contains("·").any():
         notes.append("Values under attack are unconditional (a sample misclassified when "
-                     "clean counts as broken, paper 000's convention) unless marked \"on "
+                     "clean counts as broken, Galloway et al.'s convention) unless marked \"on "
                      "clean-correct\" (over the samples classified correctly when clean, "
-                     "paper 003's).")
+                     "Wen et al.'s).")
     return " ".join(notes)
 
 

@@ -2,7 +2,7 @@
 
 Every numeric column of the stored histories gets a panel (loss and accuracy first), so
 extra per-epoch measurements a defense logs appear without changes here. The table gives
-the last epoch's values and the generalisation gaps of paper 003 (PROTOCOLS C: accuracy
+the last epoch's values and the generalisation gaps of Wen et al. (2020) (accuracy
 gap = train minus test accuracy, loss gap = test minus train loss), from the logged
 history.
 """
@@ -110,7 +110,7 @@ def _text(n_seeds: int) -> str:
     return ("Curves are the per-epoch values the trainer logged" +
             (f", mean over seeds (bands: {band})" if band else "") +
             ". The table shows the last epoch; accuracy gap = train − test accuracy and "
-            "loss gap = test − train loss (paper 003's generalisation gap, here from the "
+            "loss gap = test − train loss (Wen et al.'s generalisation gap, here from the "
             "logged history; the `ge_gap` metric, when present, measures it in eval mode).")
 
 
