@@ -297,7 +297,7 @@ class Runner:
         return model
 
     def _store_first_layer(self, cell: Cell, model) -> None:
-        """Keep the first weight layer (conv filters or linear rows) for reports (A7)."""
+        """Keep the first weight layer (conv filters or linear rows) for filter figures."""
         import io
 
         import numpy as np

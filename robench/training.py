@@ -3,7 +3,7 @@
 The loop itself holds no defense logic; it calls the :class:`robench.Defense` hooks of
 the cell's stack at fixed points (see that class). After every epoch it measures loss
 and accuracy on the training and test sets *in eval mode* (not the running training
-loss), which the generalisation-gap metrics need (paper 003, PROTOCOLS C).
+loss), which the generalisation-gap metrics need (Wen et al. 2020).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The hand-written attacks of paper 000: pixel swap (A4), fooling images (A6), the L0
-weight attack (A1) and the JSMA table glue (A5)."""
+"""The hand-written attacks of Galloway et al. (2018): pixel swap, fooling images, the L0
+weight attack on linear models and the JSMA table glue."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Runs of the small benchmark variants and the orderings they must show (PROTOCOLS A-D).
+"""Runs of the small benchmark variants and the orderings they must show (docs/protocols.md).
 
 Marked slow (each run takes minutes on a 2-core CPU): ``pytest -m slow
 tests/test_benchmarks_slow.py``. Every test runs one benchmarks/*_small.toml offline
@@ -76,7 +76,7 @@ def auc(metrics, attack: str, model: str | None = None) -> dict[str, float]:
 
 
 def test_tsipras_tradeoff_small(small):
-    """Theorem 2.2 (paper 004): natural SVM > 99% standard, < 1% robust at eps = 2*eta;
+    """Theorem 2.2 (Tsipras et al. 2019): natural SVM > 99% standard, < 1% robust at eps = 2*eta;
     adversarial training ~70% / ~70% with more weight on the robust feature."""
     m = small("tsipras_tradeoff_small").metrics
     clean = scalar(m, "clean_accuracy")
@@ -88,7 +88,7 @@ def test_tsipras_tradeoff_small(small):
 
 
 def test_mnist_5v7_linear_small(small):
-    """Table 4 (paper 004): adversarial training cuts ||w||_1 and raises adversarial
+    """Table 4 (Tsipras et al. 2019): adversarial training cuts ||w||_1 and raises adversarial
     accuracy at eps 0.2 several-fold, at a cost in standard accuracy."""
     m = small("mnist_5v7_linear_small").metrics
     l1 = scalar(m, "weight_l1")
@@ -100,7 +100,7 @@ def test_mnist_5v7_linear_small(small):
 
 
 def test_tilting_small(small):
-    """Paper 002: up to lambda = 1e5, stronger regularisation untilts the boundary
+    """Tanay & Griffin (2016): up to lambda = 1e5, stronger regularisation untilts the boundary
     (smaller angle, larger d_adv) without losing train accuracy; at lambda = 1e7 the SVM
     underfits. (Between 1e6 and 1e7 ||w|| is ~1e-3, Adam's step size, and the angle
     rises again: an optimiser artefact recorded in benchmarks/README.md.)"""
@@ -123,7 +123,7 @@ def test_tilting_small(small):
     "in 10 epochs of 3,000 Fashion-MNIST images (clean accuracy 11.7% vs 77.7% for 1e-4), "
     "so its larger targeted-L2 distances mean nothing; see benchmarks/README.md"))
 def test_tilting_lenet_small(small):
-    """Paper 002: LeNet-high trains (test error close to LeNet-low's), has a much lower
+    """Tanay & Griffin (2016): LeNet-high trains (test error close to LeNet-low's), has a much lower
     weight RMS and needs larger targeted L2 perturbations than LeNet-low."""
     m = small("tilting_lenet_small").metrics
     clean = scalar(m, "clean_accuracy")
@@ -135,7 +135,7 @@ def test_tilting_lenet_small(small):
 
 
 def test_fashion_defenses_small(small):
-    """Issue 4: none / L2 / L1 / PGD on Fashion-MNIST; PGD training is the most robust
+    """none / L2 / L1 / PGD on Fashion-MNIST; PGD training is the most robust
     under Linf PGD (largest AUC) and the report ranks it first."""
     run = small("fashion_defenses_small")
     area = auc(run.metrics, "pgd")
@@ -146,7 +146,7 @@ def test_fashion_defenses_small(small):
 
 
 def test_mnist_3v7_logreg_small(small):
-    """Fig. 7 (paper 000): FGSM training wins under FGSM and loses under the black-box L0
+    """Fig. 7 (Galloway et al. 2018): FGSM training wins under FGSM and loses under the black-box L0
     attack built from its own weights; the natural model is the reverse."""
     m = small("mnist_3v7_logreg_small").metrics
     fgsm = accuracy_at(m, "fgsm", 0.25, model="scratch_50k")
@@ -160,7 +160,7 @@ def test_mnist_3v7_logreg_small(small):
     "CNN's AUC under pixel swap is below the natural one's in every run (0.465-0.500 vs "
     "0.565-0.620, depending on the thread count); see benchmarks/README.md"))
 def test_cifar_l0_small(small):
-    """Section 6.4 (paper 000): L2 weight decay slows the decay under random pixel swap."""
+    """Galloway et al. section 6.4: L2 weight decay slows the decay under random pixel swap."""
     m = small("cifar_l0_small").metrics
     area = auc(m, "pixel_swap")
     assert area["l2"] > area["natural"]
@@ -168,15 +168,15 @@ def test_cifar_l0_small(small):
 
 
 def test_cifar_linf_small(small):
-    """Fig. 10 (paper 000): the PGD-trained CNNs keep more accuracy under PGD at small eps
-    than the natural one."""
+    """Galloway et al. Fig. 10: the PGD-trained CNNs keep more accuracy under PGD at small
+    eps than the natural one."""
     m = small("cifar_linf_small").metrics
     robust = accuracy_at(m, "pgd", 8 / 255)
     assert min(robust["pgd"], robust["pgd_l2"]) > robust["natural"]
 
 
 def test_cifar_jsma_small(small):
-    """Table 2 (paper 000): the targeted JSMA's success grows with the budget gamma."""
+    """Table 2 (Galloway et al. 2018): the targeted JSMA's success grows with the budget gamma."""
     m = small("cifar_jsma_small").metrics
     rows = m[(m["metric"] == "success_rate") & (m["attack"] == "jsma")]
     for _, curve in rows.groupby("defense"):
@@ -189,7 +189,7 @@ def test_cifar_jsma_small(small):
     "of every model rises monotonically to ~1.0 by eps 64/255 and stays there (pgd_l2: "
     "~0.35 at 8/255, ~0.8 at 32/255, ~0.99 at 64/255); see benchmarks/README.md"))
 def test_cifar_fooling_small(small):
-    """Fig. 9 (paper 000): the CNN-L2's fooling success peaks at a small eps (around
+    """Fig. 9 (Galloway et al. 2018): the CNN-L2's fooling success peaks at a small eps (around
     20/255) and then clearly decays (by more than 0.1 at the end of the sweep)."""
     m = small("cifar_fooling_small").metrics
     rows = m[(m["metric"] == "fooling_success") & (m["attack"] == "fooling_fig9")
@@ -200,7 +200,7 @@ def test_cifar_fooling_small(small):
 
 
 def test_ge_gap_spectral_small(small):
-    """Paper 003: adversarial training shrinks the GE gap of loss (monotone in eps) and
+    """Wen et al. (2020): adversarial training shrinks the GE gap of loss (monotone in eps) and
     the average maximal loss variation."""
     m = small("ge_gap_spectral_small").metrics
     gap = scalar(m, "loss_gap", condition="clean")
@@ -214,7 +214,7 @@ def test_ge_gap_spectral_small(small):
     "images): mean over layers of the singular values' std natural 0.562, at8 0.582, "
     "at16 0.614; see benchmarks/README.md"))
 def test_ge_gap_spectral_small_flattens_spectrum(small):
-    """Paper 003: adversarial training flattens the singular-value spectrum (lower std)."""
+    """Wen et al. (2020): adversarial training flattens the singular-value spectrum (lower std)."""
     m = small("ge_gap_spectral_small").metrics
     sv = m[m["metric"] == "sv_std"].groupby("defense")["value"].mean()
     assert sv["at8"] < sv["natural"] and sv["at16"] < sv["natural"]

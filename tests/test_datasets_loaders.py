@@ -1,7 +1,7 @@
 """Dataset plugins read small files written here in the original formats (no network):
 gzip and plain IDX (MNIST / Fashion-MNIST, torchvision's layout and the Debian one),
 CIFAR-10 python pickle batches; class selection, label mapping, validation split; the
-synthetic distribution of paper 004."""
+synthetic distribution of Tsipras et al. (2019)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_truncated_idx_is_an_error(tmp_path):
 
 
 def test_class_pair_with_explicit_mapping(tmp_path):
-    """PROTOCOLS A1: 3 -> 1, 7 -> 0; samples keep their original order."""
+    """Galloway et al.'s MNIST 3 vs 7: 3 -> 1, 7 -> 0; samples keep their original order."""
     files = fake_mnist(tmp_path, n_train=40)
     opts = MNIST.Options(source="idx", idx_dir=str(tmp_path), classes=(3, 7), labels=(1, 0))
     data = MNIST(opts).load(None)
@@ -160,7 +160,7 @@ def test_cifar10_pickle_batches(tmp_path):
 
 
 def test_tsipras_statistics():
-    """Paper 004 eq. 3: E[x1 y] = 2p - 1, E[x_j y] = eta, Var[x_j | y] = 1, y balanced."""
+    """Tsipras et al. eq. 3: E[x1 y] = 2p - 1, E[x_j y] = eta, Var[x_j | y] = 1, y balanced."""
     ds = Tsipras(Tsipras.Options(p=0.7, d=50, n_train=20000, n_test=100, seed=3))
     data = ds.load(None)
     x, y = data.x_train, data.y_train.float() * 2 - 1
@@ -173,7 +173,7 @@ def test_tsipras_statistics():
     weak = x[:, 1:] * y[:, None]
     assert weak.mean() == pytest.approx(ds.eta, abs=4 / math.sqrt(n * 50))
     assert (weak - ds.eta).var() == pytest.approx(1.0, abs=0.02)
-    # the averaged weak features classify > 99% (paper 004: N(eta, 1/d) > 0)
+    # the averaged weak features classify > 99% (Tsipras et al. (2019): N(eta, 1/d) > 0)
     assert ((x[:, 1:].mean(1) * y) > 0).float().mean() > 0.99
     again = Tsipras(ds.options).load(None)
     assert torch.equal(again.x_test, data.x_test)

@@ -1,4 +1,4 @@
-"""spectral_norm: the operator clipping of paper 003 (Sedghi et al.), checked against
+"""spectral_norm: the operator clipping of Wen et al. (2020) (Sedghi et al.), checked against
 singular values measured independently on the unrolled circular-convolution matrix;
 torch's kernel spectral_norm scaled to the strength."""
 

@@ -50,7 +50,7 @@ def test_binarized_forward_is_sign_times_mean_abs():
 
 
 def test_binarized_gradient_is_straight_through():
-    """d loss / d latent = d loss / d binary weight (identity STE, paper 000's code)."""
+    """d loss / d latent = d loss / d binary weight (identity STE, Galloway et al.'s code)."""
     torch.manual_seed(0)
     lin = Binarized().wrap_model(nn.Sequential(nn.Linear(4, 1, bias=False)), CTX)[0]
     x = torch.randn(8, 4)

@@ -140,7 +140,7 @@ def test_tilting_angle_of_nearest_centroid_and_orthogonal_classifiers():
 
 
 def test_tilting_of_the_expert_initialised_logistic_model_is_zero():
-    """The logistic-regression plugin's "expert" init (paper 000 A1: w = mean of class 1
+    """The logistic-regression plugin's "expert" init (Galloway et al. 2018: w = mean of class 1
     minus mean of class 0) is the nearest-centroid classifier; the metric reads it
     through the model's two-logit wrapper and in-model normalisation."""
     from robench_plugins.models.linear import LogisticRegression

@@ -27,7 +27,7 @@ def n_params(net: nn.Module) -> int:
 
 
 def test_table1_cnn_exact():
-    """PROTOCOLS A2: 184,832 parameters, no biases, 32x32x3 -> 2x2x64 -> 10 logits."""
+    """Galloway et al. Table 1: 184,832 parameters, no biases, 32x32x3 -> 2x2x64 -> 10 logits."""
     torch.manual_seed(0)
     net = GallowayCNN().build(CIFAR)
     assert n_params(net) == 184_832
