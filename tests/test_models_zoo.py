@@ -120,6 +120,32 @@ def test_lenet5_shapes():
         LeNet5().build(DataInfo("digits", (1, 8, 8), 10))
 
 
+def test_lenet5_on_the_0_255_scale_minus_the_mean_image():
+    """input_scale = 255, mean_image: the bare network sees 255 * x minus the mean of
+    255 * x_train (by hand), the mean survives a state_dict round trip, and the options
+    refuse nonsense."""
+    g = torch.Generator().manual_seed(0)
+    x_train, x = torch.rand(7, 1, 28, 28, generator=g), torch.rand(3, 1, 28, 28, generator=g)
+    model = LeNet5(parse_options(LeNet5.Options, {"input_scale": 255, "mean_image": True}))
+    torch.manual_seed(1)
+    net = model.build(MNIST)
+    model.init_from_data(net, x_train, torch.zeros(7, dtype=torch.long))
+    torch.manual_seed(1)
+    bare = LeNet5().build(MNIST)
+    by_hand = bare(255 * x - 255 * x_train.sum(0) / 7)
+    assert torch.allclose(net(x), by_hand, atol=1e-5)
+    fresh = model.build(MNIST)
+    fresh.load_state_dict(net.state_dict())
+    assert torch.equal(fresh(x), net(x))
+    scaled = LeNet5(parse_options(LeNet5.Options, {"input_scale": 255})).build(MNIST)
+    scaled.net.load_state_dict(bare.state_dict())
+    assert torch.allclose(scaled(x), bare(255 * x), atol=1e-5)
+    with pytest.raises(ConfigError, match="input_scale"):
+        parse_options(LeNet5.Options, {"input_scale": 0})
+    with pytest.raises(ConfigError, match="not both"):
+        parse_options(LeNet5.Options, {"mean": [0.1], "std": [0.3], "mean_image": True})
+
+
 def two_class_data(n=40, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, 4, 4, generator=g)

@@ -37,6 +37,26 @@ class Normalized(nn.Module):
         return self.net(self.normalize(x))
 
 
+class ScaledCentered(nn.Module):
+    """``net(scale * x - mean)``: the input rescaled (``scale = 255``: the 0..255 scale of
+    8-bit data) minus the mean image of the rescaled training inputs. ``mean`` is a
+    persistent buffer (zero until :meth:`fit`), so a cached model keeps it."""
+
+    def __init__(self, net: nn.Module, scale: float, input_shape):
+        super().__init__()
+        self.scale = scale
+        self.register_buffer("mean", torch.zeros(input_shape))
+        self.net = net
+
+    def fit(self, x_train: torch.Tensor) -> None:
+        """Set ``mean`` to the mean of ``scale * x_train`` over the samples."""
+        with torch.no_grad():
+            self.mean.copy_((self.scale * x_train.float()).mean(0))
+
+    def forward(self, x):
+        return self.net(self.scale * x - self.mean)
+
+
 # ------------------------------------------------------------------------ linear models
 
 
