@@ -27,17 +27,35 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from .components import ThreatModel
 from .errors import ConfigError, PluginError, did_you_mean
 from .options import option_fields, parse_number, parse_options
 from .plugins import Registry, get_registry
 
 SECTIONS = ("experiment", "data", "training", "models", "defenses", "attacks", "metrics",
             "report")
+
+MAX_BUDGETS = 10_000
+"""Most budgets one sweep may hold (a larger grid is almost surely a typo)."""
+
+LABEL_MAX = 64
+"""Longest model, defense, attack or experiment label: ids such as
+``MODEL--DEFENSE--sSEED--ATTACK`` plus a file suffix must fit one file name (255 bytes)."""
+
+ID_SEPARATOR = "--"
+"""Joins labels into cell and unit ids, hence forbidden inside a label."""
+
+NAME_MAX, PATH_MAX = 255, 4096
+"""File name and path length limits (bytes) of the common file systems."""
+
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
+"""Device strings accepted by ``[experiment] device`` and ``--device``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +108,12 @@ class TrainingSpec:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.momentum < 0:
+            raise ValueError(f"momentum must be >= 0, got {self.momentum}")
+        if self.lr_gamma <= 0:
+            raise ValueError(f"lr_gamma must be positive, got {self.lr_gamma}")
+        if any(m < 0 for m in self.lr_milestones):
+            raise ValueError(f"lr_milestones must be >= 0, got {list(self.lr_milestones)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +222,7 @@ class _Ctx:
 
     def __init__(self, file: str, text: str, registry: Registry):
         self.file, self.lines, self.registry = file, text.splitlines(), registry
+        self.current = ""  # the entry being validated, named by unforeseen errors
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(message, file=self.file, key=key, line=self.find_line(key))
@@ -265,13 +290,31 @@ class _Ctx:
             raise self.error(key, f"{kind} {name!r} has option(s) {shadowed} that the host's "
                                   f"keys of the same name shadow in experiment files; the "
                                   f"plugin must rename them")
+        where = options_key or key.rsplit('.', 1)[0]
         try:
             parsed = parse_options(cls.Options, options, extra_keys=host_keys)
         except ConfigError as err:
-            where = options_key or key.rsplit('.', 1)[0]
             sub = f"{where}.{err.key}" if err.key else key
             raise self.error(sub, f"{kind} {name!r}: {err.reason}") from None
+        self.nested_components(cls, parsed, where)
         return ComponentSpec(kind, name, parsed, dict(options))
+
+    def nested_components(self, cls: type, parsed: Any, where: str) -> None:
+        """Validate the components an options instance names.
+
+        An option whose field metadata holds ``component = KIND`` names a plugin of that
+        kind (adversarial training's ``attack``); metadata ``options_field`` names the
+        option holding that plugin's options (``attack_options``).
+        """
+        for field in dataclasses.fields(cls.Options):
+            kind = field.metadata.get("component")
+            if kind is None:
+                continue
+            options_field = field.metadata.get("options_field")
+            options = getattr(parsed, options_field) if options_field else {}
+            self.component(kind, getattr(parsed, field.name), dict(options or {}),
+                           f"{where}.{field.name}",
+                           options_key=f"{where}.{options_field or field.name}")
 
 
 def _typed(ctx: _Ctx, table: dict, name: str, types: type | tuple, key: str, default=None,
@@ -306,6 +349,9 @@ def parse_epsilons(ctx: _Ctx, value: Any, key: str) -> tuple[float, ...]:
             raise ctx.error(k, err.reason) from None
 
     if isinstance(value, list):
+        if len(value) > MAX_BUDGETS:
+            raise ctx.error(key, f"{len(value):,} budgets exceed the limit of {MAX_BUDGETS:,} "
+                                 f"per sweep")
         eps = [number(v, f"{key}[{i}]") for i, v in enumerate(value)]
     elif isinstance(value, dict):
         ctx.check_keys(value, ("start", "stop", "num", "step"), key)
@@ -320,13 +366,20 @@ def parse_epsilons(ctx: _Ctx, value: Any, key: str) -> tuple[float, ...]:
             num = value["num"]
             if isinstance(num, bool) or not isinstance(num, int) or num < 1:
                 raise ctx.error(f"{key}.num", f"expected a positive integer, got {num!r}")
+            if num > MAX_BUDGETS:
+                raise ctx.error(f"{key}.num", f"{num} budgets exceed the limit of "
+                                              f"{MAX_BUDGETS:,} per sweep")
             eps = ([start + (stop - start) * i / (num - 1) for i in range(num)] if num > 1
                    else [start])
         else:
             step = number(value["step"], f"{key}.step")
             if step <= 0:
                 raise ctx.error(f"{key}.step", f"expected a positive step, got {step}")
-            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            points = (stop - start) / step + 1
+            if not points <= MAX_BUDGETS:
+                raise ctx.error(f"{key}.step", f"step {step!r} makes more than {MAX_BUDGETS:,} "
+                                               f"budgets from {start} to {stop}")
+            count = int(math.floor(points - 1 + 1e-9)) + 1
             eps = [start + step * i for i in range(count)]
     else:
         raise ctx.error(key, "expected a list of budgets or a range table "
@@ -351,7 +404,89 @@ def _label(ctx: _Ctx, value: Any, key: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
         raise ctx.error(key, f"expected a label of letters, digits, '_', '.', '+' or '-', "
                              f"got {value!r}")
+    if ID_SEPARATOR in value:
+        raise ctx.error(key, f"{value!r} contains {ID_SEPARATOR!r}, which joins labels into "
+                             f"ids")
+    if len(value) > LABEL_MAX:
+        raise ctx.error(key, f"label of {len(value)} characters; at most {LABEL_MAX}")
+    if not value.strip("."):
+        raise ctx.error(key, f"{value!r} is not a usable label (it names a directory)")
     return value
+
+
+def _path(ctx: _Ctx, table: dict, name: str, key: str, default: str | None) -> str | None:
+    """A path option: a non-empty string without NUL within the file system's limits."""
+    value = _typed(ctx, table, name, str, key, default, "a path")
+    if value is None:
+        return None
+    problem = path_problem(value)
+    if problem:
+        raise ctx.error(f"{key}.{name}", problem)
+    return value
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` cannot name a file or directory on common file systems, or None."""
+    if not path:
+        return "expected a path, got an empty string"
+    if "\0" in path:
+        return f"the path {path!r} contains a NUL character"
+    encoded = os.fsencode(path)
+    if len(encoded) > PATH_MAX:
+        return f"the path is {len(encoded):,} bytes long; at most {PATH_MAX}"
+    longest = max(os.fsencode(part) for part in Path(path).parts)
+    if len(longest) > NAME_MAX:
+        return f"a path component is {len(longest)} bytes long; at most {NAME_MAX}"
+    return None
+
+
+def directory_problem(path: str | Path) -> str | None:
+    """Why robench cannot create or write the directory ``path``, or None (checked on
+    the nearest existing ancestor)."""
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        return f"{str(path)!r} is a file, not a directory"
+    existing = target if target.exists() else next(
+        (p for p in target.absolute().parents if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"{str(existing)!r} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{str(existing)!r} is not writable"
+    return None
+
+
+def check_device(device: str, key: str, *, file: str | None = None) -> None:
+    """Refuse a device string robench does not know (no torch import)."""
+    if not isinstance(device, str) or not re.fullmatch(DEVICE_PATTERN, device):
+        raise ConfigError(f"expected auto, cpu, cuda, cuda:N or mps, got {device!r}",
+                          file=file, key=key)
+
+
+def check_device_available(device: str, key: str = "device") -> None:
+    """Refuse a device this machine lacks (imports torch: call it when a run starts)."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (index and int(index) >= count):
+            raise ConfigError(f"{device!r} requested but this machine has "
+                              f"{count} CUDA device(s); use cpu or auto", key=key)
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("'mps' requested but this machine has no MPS device; use cpu or "
+                          "auto", key=key)
+
+
+def check_paths(spec: ExperimentSpec, out: str | Path | None = None) -> None:
+    """Refuse an output directory (``out``, else the spec's) or model cache robench
+    could not write, before any work starts."""
+    checks = [("--out" if out is not None else "experiment.output", out or spec.output)]
+    if spec.model_cache:
+        checks.append(("experiment.model_cache", spec.model_cache))
+    for key, path in checks:
+        problem = path_problem(str(path)) or directory_problem(path)
+        if problem:
+            raise ConfigError(problem, file=None if key == "--out" else spec.file, key=key)
 
 
 def _parse_report(ctx: _Ctx, table: dict) -> ReportSpec:
@@ -379,10 +514,38 @@ def _parse_report(ctx: _Ctx, table: dict) -> ReportSpec:
 
 def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: str = "",
                      registry: Registry | None = None) -> ExperimentSpec:
-    """Validate a parsed TOML mapping into an :class:`ExperimentSpec`."""
-    registry = registry or get_registry()
-    ctx = _Ctx(file, text, registry)
+    """Validate a parsed TOML mapping into an :class:`ExperimentSpec`.
+
+    Every problem is a :class:`ConfigError` naming the file and key, including the
+    unforeseen ones (a plugin's check failing oddly, absurd nesting), which name the
+    entry being validated.
+    """
+    ctx = _Ctx(file, text, registry or get_registry())
+    try:
+        return _parse_experiment(ctx, raw)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ctx.error(ctx.current, "nested too deeply") from None
+    except Exception as err:
+        raise ctx.error(ctx.current, f"cannot validate ({type(err).__name__}: {err})") from None
+
+
+def _entries(ctx: _Ctx, raw: dict, section: str) -> list[dict]:
+    """The tables of an array-of-tables section such as ``[[models]]``."""
+    entries = raw.get(section)
+    if not isinstance(entries, list) or not entries:
+        raise ctx.error(section, f"expected at least one [[{section}]] entry")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ctx.error(f"{section}[{i}]", f"expected a [[{section}]] table, got {entry!r}")
+    return entries
+
+
+def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
+    registry, file = ctx.registry, ctx.file
     ctx.check_keys(raw, SECTIONS, "")
+    ctx.current = "experiment"
 
     exp = ctx.table(raw, "experiment", "experiment")
     ctx.check_keys(exp, ("name", "seeds", "device", "output", "model_cache", "executor",
@@ -395,11 +558,15 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
         raise ctx.error("experiment.seeds", f"expected a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ctx.error("experiment.seeds", f"seeds repeat: {seeds}")
+    if any(not 0 <= s < 2**63 for s in seeds):
+        raise ctx.error("experiment.seeds", f"seeds must be in [0, 2**63), got {seeds}")
     device = _typed(ctx, exp, "device", str, "experiment", "auto", "a string")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-        raise ctx.error("experiment.device", f"expected auto, cpu, cuda or cuda:N, got {device!r}")
-    output = _typed(ctx, exp, "output", str, "experiment", f"runs/{name}", "a path")
-    model_cache = _typed(ctx, exp, "model_cache", str, "experiment", None, "a path")
+    try:
+        check_device(device, "experiment.device")
+    except ConfigError as err:
+        raise ctx.error("experiment.device", err.reason) from None
+    output = _path(ctx, exp, "output", "experiment", f"runs/{name}")
+    model_cache = _path(ctx, exp, "model_cache", "experiment", None)
     executor_options = ctx.table(exp, "executor_options", "experiment.executor_options")
     executor = ctx.component("executor", exp.get("executor", "local"), executor_options,
                              "experiment.executor", options_key="experiment.executor_options")
@@ -410,6 +577,7 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
         raise ctx.error("experiment.unit_timeout",
                         f"expected a positive number of seconds, got {unit_timeout!r}")
 
+    ctx.current = "data"
     data = ctx.table(raw, "data", "data", required=True)
     data_keys = ("dataset", "root", "train_subset", "test_subset")
     if "dataset" not in data:
@@ -418,20 +586,18 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
         dataset=ctx.component("dataset", data["dataset"],
                               {k: v for k, v in data.items() if k not in data_keys},
                               "data.dataset", data_keys),
-        root=_typed(ctx, data, "root", str, "data", None, "a path"),
+        root=_path(ctx, data, "root", "data", None),
         train_subset=_positive_int(ctx, data, "train_subset", "data"),
         test_subset=_positive_int(ctx, data, "test_subset", "data"),
     )
 
+    ctx.current = "training"
     training_raw = ctx.table(raw, "training", "training")
     _parse_training(ctx, training_raw, "training")  # errors point at [training] itself
 
-    models_raw = raw.get("models")
-    if not isinstance(models_raw, list) or not models_raw:
-        raise ctx.error("models", "expected at least one [[models]] entry")
     models, seen = [], set()
-    for i, entry in enumerate(models_raw):
-        key = f"models[{i}]"
+    for i, entry in enumerate(_entries(ctx, raw, "models")):
+        key = ctx.current = f"models[{i}]"
         label = _label(ctx, entry.get("name"), f"{key}.name")
         if label in seen:
             raise ctx.error(f"{key}.name", f"model name {label!r} is used twice")
@@ -461,7 +627,7 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
         raise ctx.error("defenses", "expected a table of named stacks, e.g. none = []")
     stacks = []
     for label, stack in defenses_raw.items():
-        key = f"defenses.{label}"
+        key = ctx.current = f"defenses.{label}"
         _label(ctx, label, key)
         if not isinstance(stack, list) or any(not isinstance(d, dict) for d in stack):
             raise ctx.error(key, "expected a list of tables such as "
@@ -482,20 +648,20 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
                 raise ctx.error(f"models[{i}].defenses", f"unknown defense stack {label!r}"
                                                          f"{did_you_mean(label, stack_labels)}")
 
-    attacks_raw = raw.get("attacks")
-    if not isinstance(attacks_raw, list) or not attacks_raw:
-        raise ctx.error("attacks", "expected at least one [[attacks]] entry")
     attacks, seen = [], set()
     model_labels = {m.label for m in models}
     host = ("name", "attack", "library", "epsilons", "samples", "targets", "source",
             "examples")
-    for i, entry in enumerate(attacks_raw):
-        key = f"attacks[{i}]"
+    for i, entry in enumerate(_entries(ctx, raw, "attacks")):
+        key = ctx.current = f"attacks[{i}]"
         if "attack" not in entry:
             raise ctx.error(f"{key}.attack", "missing: name an attack plugin "
                                              "(e.g. \"foolbox.LinfPGD\")")
         component = entry["attack"]
         if "library" in entry:
+            if not isinstance(entry["library"], str) or not isinstance(component, str):
+                raise ctx.error(f"{key}.library", "expected library and attack names "
+                                                  "(strings)")
             component = f"{entry['library']}.{component}"
         label = _label(ctx, entry.get("name", component), f"{key}.name")
         if label in seen:
@@ -533,15 +699,24 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
             source=source,
             examples=_typed(ctx, entry, "examples", int, key, 8, "an integer"),
         )
-        if targets and not registry.get("attack", spec.component.name).supports_targets:
+        if spec.examples < 0:
+            raise ctx.error(f"{key}.examples", f"expected an integer >= 0, got {spec.examples}")
+        attack_cls = registry.get("attack", spec.component.name)
+        if targets and not attack_cls.supports_targets:
             raise ctx.error(f"{key}.targets",
                             f"attack {spec.component.name!r} has no targeted mode")
+        if attack_cls.threat_model == ThreatModel.L0 and spec.epsilons[-1] > 1:
+            raise ctx.error(f"{key}.epsilons", f"L0 budgets are fractions of the input "
+                                               f"values, at most 1; got {spec.epsilons[-1]}")
         attacks.append(spec)
 
+    ctx.current = "metrics"
     metrics_raw = ctx.table(raw, "metrics", "metrics")
     use = metrics_raw.get("use", [])
     if not isinstance(use, list) or any(not isinstance(u, str) for u in use):
         raise ctx.error("metrics.use", "expected a list of metric names")
+    if len(set(use)) != len(use):
+        raise ctx.error("metrics.use", f"metrics repeat: {use}")
     ctx.check_keys(metrics_raw, ("use", *use), "metrics")
     metrics = []
     for i, metric in enumerate(use):
@@ -550,6 +725,7 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
             raise ctx.error(f"metrics.{metric}", "expected a table of options")
         metrics.append(ctx.component("metric", metric, options, f"metrics.use[{i}]"))
 
+    ctx.current = "report"
     report = _parse_report(ctx, ctx.table(raw, "report", "report"))
 
     return ExperimentSpec(
@@ -569,16 +745,27 @@ def component_spec(kind: str, name: str, options: dict[str, Any], *,
 
 
 def load_experiment(path: str | Path, *, registry: Registry | None = None) -> ExperimentSpec:
-    """Read and validate an experiment file; errors name the file and key."""
+    """Read and validate an experiment file, and check that its output directory and
+    model cache can be written; errors name the file and key."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("no such experiment file", file=str(path)) from None
-    except OSError as err:
-        raise ConfigError(f"cannot read: {err.strerror}", file=str(path)) from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read: {getattr(err, 'strerror', None) or err}",
+                          file=str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {err.start}); TOML files are UTF-8",
+                          file=str(path)) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"invalid TOML: {err}", file=str(path)) from None
-    return parse_experiment(raw, file=str(path), text=text, registry=registry)
+    except RecursionError:
+        raise ConfigError("invalid TOML: nested too deeply", file=str(path)) from None
+    spec = parse_experiment(raw, file=str(path), text=text, registry=registry)
+    check_paths(spec)
+    return spec

@@ -3,12 +3,17 @@
 A component declares ``Options`` as a frozen dataclass; :func:`parse_options` turns the
 user's mapping into an instance, rejecting unknown keys (with the closest valid name)
 and values of the wrong type. Float fields accept fractions written as strings
-(``"8/255"``), as experiment files often state budgets that way.
+(``"8/255"``), as experiment files often state budgets that way. Every number must be
+finite; a field's metadata may relax or tighten that::
+
+    eps: float = dataclasses.field(default=0.1, metadata={"minimum": 0})
+    norm: float = dataclasses.field(default=2.0, metadata={"allow_inf": True})
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from fractions import Fraction
@@ -22,18 +27,46 @@ class NoOptions:
     """Options of a component that takes none."""
 
 
-def parse_number(value: Any, key: str = "value") -> float:
-    """Parse ``0.1``, ``3`` or a fraction string such as ``"8/255"`` into a float."""
+def parse_number(value: Any, key: str = "value", *, allow_inf: bool = False) -> float:
+    """Parse ``0.1``, ``3`` or a fraction string such as ``"8/255"`` into a finite float.
+
+    NaN is always refused; infinity only with ``allow_inf`` (a field whose metadata sets
+    ``allow_inf``, such as a norm order).
+    """
     if isinstance(value, bool):
         raise ConfigError(f"expected a number, got {value!r}", key=key)
+    number = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
         try:
-            return float(Fraction(value.replace(" ", "")))
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"number out of range: {value!r}", key=key) from None
+    elif isinstance(value, str):
+        try:
+            number = float(Fraction(value.replace(" ", "")))
+        except OverflowError:
+            raise ConfigError(f"number out of range: {value!r}", key=key) from None
         except (ValueError, ZeroDivisionError):
             pass
-    raise ConfigError(f"expected a number or a fraction such as '8/255', got {value!r}", key=key)
+    if number is None:
+        raise ConfigError(f"expected a number or a fraction such as '8/255', got {value!r}",
+                          key=key)
+    if math.isnan(number) or (math.isinf(number) and not allow_inf):
+        raise ConfigError(f"expected a finite number, got {value!r}", key=key)
+    return number
+
+
+def _check_finite(value: Any, key: str, allow_inf: bool) -> None:
+    """Refuse NaN (and infinity unless ``allow_inf``) anywhere inside ``value``."""
+    if isinstance(value, float) and (math.isnan(value) or (math.isinf(value)
+                                                           and not allow_inf)):
+        raise ConfigError(f"expected a finite number, got {value!r}", key=key)
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}", allow_inf)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]", allow_inf)
 
 
 def _type_name(tp: Any) -> str:
@@ -42,23 +75,27 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it converted where needed."""
+def _coerce(value: Any, tp: Any, key: str, allow_inf: bool = False) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted where needed.
+
+    Numbers must be finite (infinity passes with ``allow_inf``), at any depth.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
+        _check_finite(value, key, allow_inf)
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
-            except ConfigError as err:
-                errors.append(err)
+                return _coerce(value, arg, key, allow_inf)
+            except ConfigError:
+                continue
+        _check_finite(value, key, allow_inf)
         raise ConfigError(f"expected {_type_name(tp)}, got {value!r}", key=key)
     if origin is typing.Literal:
         if value not in args:
@@ -71,15 +108,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"expected {len(args)} values, got {len(value)}", key=key)
-            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(_coerce(v, a, f"{key}[{i}]", allow_inf)
+                         for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
-        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce(v, item, f"{key}[{i}]", allow_inf) for i, v in enumerate(value))
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"expected a table, got {value!r}", key=key)
+        _check_finite(value, key, allow_inf)
         return dict(value)
     if tp is float:
-        return parse_number(value, key)
+        return parse_number(value, key, allow_inf=allow_inf)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"expected true or false, got {value!r}", key=key)
@@ -118,7 +157,10 @@ def parse_options(options_cls: type, raw: dict[str, Any], *, key: str = "",
             valid = sorted(fields) + sorted(extra_keys)
             raise ConfigError(f"unknown option{did_you_mean(name, valid)}; "
                               f"valid: {', '.join(valid) or 'none'}", key=prefix + name)
-        values[name] = _coerce(value, hints[name], prefix + name)
+        field = fields[name]
+        values[name] = _coerce(value, hints[name], prefix + name,
+                               bool(field.metadata.get("allow_inf")))
+        _check_bounds(values[name], field, prefix + name)
     missing = [n for n, f in fields.items() if n not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -127,6 +169,20 @@ def parse_options(options_cls: type, raw: dict[str, Any], *, key: str = "",
         return options_cls(**values)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err), key=key or None) from None
+    except Exception as err:  # a plugin's own check failed in an unforeseen way
+        raise ConfigError(f"invalid options ({type(err).__name__}: {err})",
+                          key=key or None) from None
+
+
+def _check_bounds(value: Any, field: dataclasses.Field, key: str) -> None:
+    """Apply a field's ``minimum`` / ``maximum`` metadata (inclusive) to a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = field.metadata.get("minimum"), field.metadata.get("maximum")
+    if low is not None and value < low:
+        raise ConfigError(f"expected a value >= {low}, got {value!r}", key=key)
+    if high is not None and value > high:
+        raise ConfigError(f"expected a value <= {high}, got {value!r}", key=key)
 
 
 def describe_options(options_cls: type) -> list[dict[str, Any]]:

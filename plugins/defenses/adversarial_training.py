@@ -11,7 +11,9 @@ from robench import Defense
 @dataclasses.dataclass(frozen=True)
 class AdversarialTrainingOptions:
     attack: str = dataclasses.field(
-        default="torchattacks.PGD", metadata={"help": "attack plugin generating the examples"})
+        default="torchattacks.PGD", metadata={"help": "attack plugin generating the examples",
+                                              "component": "attack",
+                                              "options_field": "attack_options"})
     eps: float = dataclasses.field(default=8 / 255, metadata={"help": "training budget"})
     attack_options: dict[str, Any] = dataclasses.field(
         default_factory=dict, metadata={"help": "options of the attack plugin, e.g. "
