@@ -1,10 +1,13 @@
 """The hooks a robench plugin implements: the plugin author's reference.
 
-Every hook is a register-callback (the style of ``llm`` and ``datasette``): robench
-calls it once, when the plugin manager is first built, with a ``register`` function; the
-plugin calls ``register(ComponentClass)`` once per component it provides. A component's
-``name`` must be unique within its kind across all installed plugins; a duplicate is an
-error that names both providers. Return values are ignored.
+The component hooks are register-callbacks (the style of ``llm`` and ``datasette``):
+robench calls each once, when the plugin manager is first built, with a ``register``
+function; the plugin calls ``register(ComponentClass)`` once per component it provides.
+A component's ``name`` must be unique within its kind across all installed plugins: a
+plugin offering a name that a built-in or an earlier plugin holds is disabled, and
+``robench plugins`` names it. ``robench_register_commands`` adds subcommands to the
+command line. Return values are ignored. A plugin defining a ``robench_*`` hook that is
+not listed here (a misspelling) is disabled, as is one whose hook raises.
 
 Implement hooks with :data:`robench.hookimpl`::
 
@@ -40,8 +43,7 @@ def robench_register_datasets(register):
     """Register dataset components (subclasses of :class:`robench.Dataset`).
 
     Called once when the plugin manager is built. ``register(cls)`` adds one component
-    class; it raises :class:`robench.PluginError` when another plugin already registered
-    a dataset of the same name.
+    class; a name another plugin already registered disables this plugin.
     """
 
 
@@ -50,7 +52,7 @@ def robench_register_models(register):
     """Register model factories (subclasses of :class:`robench.Model`).
 
     Called once when the plugin manager is built; ``register(cls)`` adds one class.
-    Duplicate names are an error naming both providers.
+    A name another plugin already registered disables this plugin.
     """
 
 
@@ -96,4 +98,28 @@ def robench_register_executors(register):
 
     Called once when the plugin manager is built; ``register(cls)`` adds one class. The
     experiment file's ``[experiment] executor`` key picks one (default ``local``).
+    """
+
+
+@hookspec
+def robench_register_commands(subparsers):
+    """Add subcommands to the ``robench`` command line (``llm``'s ``register_commands``
+    pattern, on :mod:`argparse`).
+
+    Called once when the command line is built, before its arguments are parsed, with
+    the ``argparse`` sub-parsers action of the ``robench`` parser. Add one parser per
+    command and give it a ``func`` default: a callable taking the parsed
+    :class:`argparse.Namespace` and returning the exit status::
+
+        @hookimpl
+        def robench_register_commands(subparsers):
+            parser = subparsers.add_parser("hello", help="say hello")
+            parser.add_argument("--name", default="world")
+            parser.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
+
+    ``func`` raises :class:`robench.RobenchError` for bad input (printed as one line,
+    exit 2). Hook modules stay light: import heavy libraries inside ``func``, since
+    building the parser (even for ``--help``) calls this hook. The built-in ``doctor``
+    command is registered this way; a command name already taken is an error that
+    disables the plugin.
     """

@@ -17,12 +17,14 @@ from robench.components import KINDS
 from robench.plugins import build_registry
 
 
-def test_every_hook_is_documented_with_when_and_register():
+def test_every_hook_is_documented_with_when_and_how():
     hooks = [f for n, f in vars(hookspecs).items() if n.startswith("robench_register_")]
-    assert {h.__name__ for h in hooks} == {f"robench_register_{k}s" for k in KINDS}
+    assert {h.__name__ for h in hooks} == {f"robench_register_{k}s" for k in KINDS} | {
+        "robench_register_commands"}
     for hook in hooks:
         doc = inspect.getdoc(hook) or ""
-        assert "Called once" in doc and "register(" in doc, hook.__name__
+        how = "add_parser(" if hook.__name__.endswith("commands") else "register("
+        assert "Called once" in doc and how in doc, hook.__name__
 
 
 def test_builtins_provide_every_kind_with_docstrings():
@@ -67,26 +69,36 @@ def test_plugin_whose_hook_raises_is_skipped():
 
     plugin.robench_register_models = robench_register_models
     registry = build_registry(autoload=False, plugins=[plugin])
-    assert [f.error for f in registry.failures] == ["ValueError: cannot register"]
+    (failure,) = registry.failures
+    assert failure.plugin == "raising_plugin" and "ValueError: cannot register" in failure.error
     assert "mlp" in registry.names("model")
 
 
-def test_duplicate_name_names_both_providers():
+def test_duplicate_name_disables_the_later_plugin_and_names_both():
     plugin = types.ModuleType("dup_plugin")
 
     class Digits2(robench.Dataset):
         """Same name as the built-in."""
         name = "digits"
 
+    class Fresh(robench.Dataset):
+        """A new name from the same plugin: dropped with it."""
+        name = "dup.fresh"
+
     @robench.hookimpl
     def robench_register_datasets(register):
+        register(Fresh)
         register(Digits2)
 
     plugin.robench_register_datasets = robench_register_datasets
-    with pytest.raises(robench.PluginError, match=r"'digits' is registered twice: by "
-                                                  r"'robench_plugins.datasets' \(robench\) "
-                                                  r"and by 'dup_plugin'"):
-        build_registry(autoload=False, plugins=[plugin])
+    registry = build_registry(autoload=False, plugins=[plugin])
+    (failure,) = registry.failures
+    assert failure.plugin == "dup_plugin"
+    assert "dataset 'digits' is already registered by 'robench_plugins.datasets' (robench)" \
+        in failure.error
+    assert registry.entry("dataset", "digits").plugin == "robench_plugins.datasets"
+    assert "dup.fresh" not in registry.names("dataset")
+    assert "mlp" in registry.names("model")
 
 
 def test_unknown_component_suggests_close_name(registry):
