@@ -305,33 +305,68 @@ class Attack(Component):
 
 @dataclasses.dataclass
 class CellData:
-    """A trained cell as a metric sees it: its identity, model, data and training log."""
+    """A trained cell as a metric sees it: its identity, model, data and training log.
+
+    ``attack(name, options)`` returns a ready attack component, exactly as
+    :attr:`TrainingContext.attack` does (e.g. ``cell.attack("foolbox.LinfPGD",
+    {"steps": 10})``), so a metric that needs adversarial inputs uses the attack the user
+    chose rather than one of its own.
+    """
 
     cell: dict[str, Any]
     model: nn.Module
     data: LoadedData
     history: pd.DataFrame
     device: Any
+    attack: Any  # Callable[[str, dict], Attack]
 
 
 class Metric(Component):
-    """Computes tidy metric rows.
+    """Computes tidy metric rows, in three stages that each have a neutral default.
 
-    ``from_results`` reads the tidy per-sample result frame (every cell, attack,
-    epsilon) and returns rows with at least the columns ``metric`` and ``value`` plus the
-    grouping columns it used (``dataset, model, defense, seed, attack, ...``).
-    ``from_cell`` is called once per trained cell while its model is in memory (for
-    metrics that need weights or data, e.g. singular values) and returns rows the same
-    way. Either may return ``None`` when it does not apply.
+    1. ``from_cell(cell)``: once per trained cell while its model is in memory (for
+       metrics that need weights, data or fresh attacks, e.g. singular values); the
+       host adds the cell's identity columns.
+    2. ``from_results(results)``: over the tidy per-sample result frame of the whole
+       run (every cell, attack and epsilon), after every unit finished.
+    3. ``from_metrics(metrics)``: after every metric's ``from_results``, with the rows
+       computed so far: the per-cell rows, every ``from_results`` row, and the
+       ``from_metrics`` rows of the metrics listed *before* this one in ``[metrics]
+       use`` (so a summary over seeds lists the metrics it summarises first, or
+       anywhere: ``from_results`` rows are all there already).
+
+    Each returns rows with at least the columns ``metric`` and ``value`` plus the
+    grouping columns it used (``dataset, model, defense, seed, attack, ...``), or
+    ``None`` when it does not apply.
+
+    ``higher_is_better`` says which way the metric's values are better for the
+    defender: ``True`` (accuracies), ``False`` (attack success, gaps) or ``None`` (no
+    direction: spectra, distributions). A metric whose rows differ gives them a
+    ``higher_is_better`` column, which takes precedence for those rows; the host fills
+    the column from this attribute for every other row, and reporters read only the
+    column.
     """
 
     kind = "metric"
+    higher_is_better: ClassVar[bool | None] = None
 
     def from_results(self, results: pd.DataFrame) -> pd.DataFrame | None:
+        """Rows computed from the tidy per-sample result frame (default: none)."""
         return None
 
     def from_cell(self, cell: CellData) -> pd.DataFrame | None:
+        """Rows computed from one trained cell while its model is loaded (default: none)."""
         return None
+
+    def from_metrics(self, metrics: pd.DataFrame) -> pd.DataFrame | None:
+        """Rows computed from the metric rows of the earlier stages (default: none)."""
+        return None
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        out = super().describe()
+        out.update(higher_is_better=cls.higher_is_better)
+        return out
 
 
 # -------------------------------------------------------------------------- reporters

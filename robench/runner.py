@@ -389,21 +389,25 @@ class Runner:
         import pandas as pd
 
         from .components import CellData
+        from .metric_pipeline import cell_rows
 
         history_path = self.store.cell_dir(cell.id) / "history.parquet"
         history = pd.read_parquet(history_path) if history_path.is_file() else pd.DataFrame()
-        cell_data = CellData(cell.identity(), model, self.data(), history, self.device)
-        frames = []
-        for metric_spec in self.spec.metrics:
-            rows = metric_spec.create(self.registry).from_cell(cell_data)
-            if rows is not None and len(rows):
-                rows = rows.copy()
-                for col, value in cell.identity().items():
-                    rows[col] = value
-                frames.append(rows)
+
+        def make_attack(name: str, options: dict[str, Any]):
+            from .config import component_spec
+
+            return component_spec("attack", name, options, registry=self.registry,
+                                  where="metrics").create(self.registry)
+
+        cell_data = CellData(cell.identity(), model, self.data(), history, self.device,
+                             attack=make_attack)
+        rows, errors = cell_rows([m.create(self.registry) for m in self.spec.metrics],
+                                 cell_data)
+        self.record["cells"][cell.id]["metric_errors"] = errors
         path = self.store.cell_dir(cell.id) / "metrics.parquet"
-        if frames:
-            atomic_write_parquet(path, pd.concat(frames, ignore_index=True))
+        if len(rows):
+            atomic_write_parquet(path, rows)
         self.record["cells"][cell.id]["metrics_key"] = self._metrics_key(cell)
 
     def _metrics_key(self, cell: Cell) -> str:
@@ -411,23 +415,12 @@ class Runner:
                                                           for m in self.spec.metrics]})
 
     def compute_metrics(self):
-        """Metrics over the stored results plus the per-cell metric rows."""
-        import pandas as pd
+        """Metrics over the stored results plus the per-cell metric rows (the stages of
+        :mod:`robench.metric_pipeline`)."""
+        from .metric_pipeline import compute
 
-        results = self.store.results
-        frames = [self.store.cell_metrics()]
-        errors = {}
-        for metric_spec in self.spec.metrics:
-            try:
-                rows = metric_spec.create(self.registry).from_results(results)
-            except Exception:
-                errors[metric_spec.name] = traceback.format_exc()
-                continue
-            if rows is not None and len(rows):
-                frames.append(rows)
-        frames = [f for f in frames if len(f)]
-        metrics = pd.concat(frames, ignore_index=True) if frames else \
-            pd.DataFrame(columns=["metric", "value"])
+        metrics, errors = compute([m.create(self.registry) for m in self.spec.metrics],
+                                  self.store.results, self.store.cell_metrics())
         atomic_write_parquet(self.store.metrics_path, metrics)
         self.record["metric_errors"] = errors
         return metrics

@@ -82,6 +82,9 @@ METRIC_SCHEMA: tuple[Column, ...] = (
     Column("attack", "str", "", "attack label, where the metric is per attack"),
     Column("threat_model", "str", "", "threat model, where the metric is per attack"),
     Column("epsilon", "float64", "data scale", "budget, where the metric is per budget"),
+    Column("higher_is_better", "boolean", "", "whether a larger value is better for the "
+           "defender; missing where the metric has no direction (``Metric.higher_is_better`` "
+           "unless the metric set it per row)"),
 )
 """Columns of the tidy metrics frame (``Run.metrics``). ``metric`` and ``value`` are
 always present; the grouping columns only where the metric is grouped by them, and a

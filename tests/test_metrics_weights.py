@@ -11,7 +11,12 @@ from torch import nn
 
 from robench import CellData, DataInfo, LoadedData
 from robench_plugins.metrics._weights import conv_singular_values
-from robench_plugins.metrics.generalisation import GEGap, LossVariation, Margins, PGDOptions
+from robench_plugins.metrics.generalisation import (
+    AttackedOptions,
+    GEGap,
+    LossVariation,
+    Margins,
+)
 from robench_plugins.metrics.linear import BoundaryTilting, RobustFeatures
 from robench_plugins.metrics.spectrum import SingularValues
 
@@ -54,13 +59,24 @@ def test_fft_singular_values_equal_svd_of_unrolled_circular_convolution(layer, s
     torch.testing.assert_close(got.sort(descending=True).values, expected, rtol=1e-9, atol=1e-9)
 
 
+def registry_attack(name, options):
+    """The host's attack factory, as the runner hands it to CellData."""
+    from robench.config import component_spec
+    from robench.plugins import get_registry
+
+    registry = get_registry()
+    return component_spec("attack", name, options, registry=registry,
+                          where="metrics").create(registry)
+
+
 def make_cell(model, x_train, y_train, x_test, y_test, *, num_classes, history=None,
-              bounds=(0.0, 1.0)):
+              bounds=(0.0, 1.0), attack=registry_attack):
     info = DataInfo("toy", tuple(x_train.shape[1:]), num_classes, bounds=bounds)
     data = LoadedData(info, x_train, y_train, x_test, y_test)
     return CellData({"dataset": "toy", "model": "m", "defense": "none", "seed": 0,
                      "cell": "m--none--s0"}, model,
-                    data, history if history is not None else pd.DataFrame(), "cpu")
+                    data, history if history is not None else pd.DataFrame(), "cpu",
+                    attack=attack)
 
 
 def rows_of(frame, metric, **where):
@@ -189,7 +205,8 @@ def softplus(v):
 def test_ge_gap_matches_hand_computation():
     cell = make_cell(identity_model(), X_TRAIN, Y_TRAIN, X_TEST, Y_TEST, num_classes=2,
                      bounds=(-5.0, 5.0))
-    out = GEGap(PGDOptions(eps=0.6, steps=10, step_size=0.2)).from_cell(cell)
+    pgd = {"steps": 10, "abs_stepsize": 0.2, "random_start": True}
+    out = GEGap(AttackedOptions(eps=0.6, attack_options=pgd)).from_cell(cell)
     clean = out[out["condition"] == "clean"].set_index("metric")["value"]
     # margins (true - other logit): train 2, 2, 1 (all correct); test -2, 2
     train_loss = (2 * softplus(-2) + softplus(-1)) / 3
@@ -198,7 +215,7 @@ def test_ge_gap_matches_hand_computation():
     assert clean["accuracy_gap"] == pytest.approx(0.5)
     assert clean["loss_gap"] == pytest.approx(test_loss - train_loss, rel=1e-5)
     # PGD eps 0.6 moves each margin by 2 * 0.6 (|w_y - w_other|_1 = 2): train 0.8, 0.8, -0.2
-    adv = out[out["condition"] == "pgd"].set_index("metric")["value"]
+    adv = out[out["condition"] == "attacked"].set_index("metric")["value"]
     assert adv["train_accuracy"] == pytest.approx(2 / 3)
     assert adv["test_accuracy"] == pytest.approx(1 / 2)
     adv_train = (2 * softplus(-0.8) + softplus(0.2)) / 3
@@ -209,7 +226,7 @@ def test_ge_gap_matches_hand_computation():
                             "loss": [9.0, 9.0, 0.25, 0.5], "accuracy": [0.1, 0.1, 0.9, 0.7]})
     cell = make_cell(identity_model(), X_TRAIN, Y_TRAIN, X_TEST, Y_TEST, num_classes=2,
                      history=history)
-    out = GEGap(PGDOptions(eps=0.0)).from_cell(cell).set_index("metric")
+    out = GEGap(AttackedOptions(eps=0.0)).from_cell(cell).set_index("metric")
     assert out.loc["accuracy_gap", "value"] == pytest.approx(0.2)
     assert out.loc["loss_gap", "value"] == pytest.approx(0.25)
     assert "epoch 3" in out.loc["loss_gap", "note"]
@@ -218,12 +235,43 @@ def test_ge_gap_matches_hand_computation():
 def test_loss_variation_matches_hand_computation():
     cell = make_cell(identity_model(), X_TRAIN, Y_TRAIN, X_TEST, Y_TEST, num_classes=2,
                      bounds=(-5.0, 5.0))
-    out = LossVariation(PGDOptions(eps=0.6, steps=10, step_size=0.2)).from_cell(cell)
+    pgd = {"steps": 10, "abs_stepsize": 0.2, "random_start": True}
+    out = LossVariation(AttackedOptions(eps=0.6, attack_options=pgd)).from_cell(cell)
     diffs = [softplus(3.2) - softplus(2), softplus(-0.8) - softplus(-2)]
     mean = rows_of(out, "loss_variation_mean")["value"].iat[0]
     std = rows_of(out, "loss_variation_std")["value"].iat[0]
     assert mean == pytest.approx(np.mean(diffs), rel=1e-4)
     assert std == pytest.approx(np.std(diffs), rel=1e-3)
+
+
+class ShiftAttack:
+    """A stand-in attack: moves every input by ``-eps`` on each feature."""
+
+    def __init__(self, name, options):
+        self.name, self.options = name, options
+
+    def perturb(self, model, x, y, eps, *, bounds, generator=None):
+        return x - eps
+
+
+def test_gap_and_loss_variation_use_the_attack_the_user_names():
+    made = []
+
+    def factory(name, options):
+        made.append((name, options))
+        return ShiftAttack(name, options)
+
+    cell = make_cell(identity_model(), X_TRAIN, Y_TRAIN, X_TEST, Y_TEST, num_classes=2,
+                     bounds=(-5.0, 5.0), attack=factory)
+    options = AttackedOptions(eps=0.5, attack="custom.Shift", attack_options={"k": 1})
+    gap = GEGap(options).from_cell(cell)
+    variation = LossVariation(options).from_cell(cell)
+    assert made == [("custom.Shift", {"k": 1})] * 2
+    # x - 0.5 on both features leaves the identity model's margin (x_y - x_other) as is
+    adv = gap[gap["condition"] == "attacked"].set_index("metric")["value"]
+    clean = gap[gap["condition"] == "clean"].set_index("metric")["value"]
+    assert adv["test_loss"] == pytest.approx(clean["test_loss"], rel=1e-6)
+    assert rows_of(variation, "loss_variation_mean")["value"].iat[0] == pytest.approx(0, abs=1e-6)
 
 
 def test_margins_distribution_rows():

@@ -301,9 +301,10 @@ def median_distance(results: pd.DataFrame) -> pd.DataFrame:
         for key, group in part.groupby(keys, sort=True, dropna=False):
             values = group["distance"].to_numpy()
             base = dict(zip(keys, key), convention=convention, n=len(values))
-            rows.append({**base, "metric": "median_distance", "value": float(np.median(values))})
+            rows.append({**base, "metric": "median_distance", "value": float(np.median(values)),
+                         "higher_is_better": True})
             rows.append({**base, "metric": "adversarial_found",
-                         "value": float(np.isfinite(values).mean())})
+                         "value": float(np.isfinite(values).mean()), "higher_is_better": False})
     return pd.DataFrame(rows)
 
 
@@ -387,6 +388,7 @@ def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample
                samples=table.assign(attack="worst_case"), bootstrap=bootstrap, level=level,
                seed=seed)
     area["metric"] = "worst_case_auc"
+    acc["higher_is_better"] = area["higher_is_better"] = True
     frames = [acc, area]
     per_attack = pd.concat([part.assign(attack=attack)
                             for combo, part in table.groupby("attacks", sort=False)
@@ -408,6 +410,7 @@ def worst_case(results: pd.DataFrame, *, order: tuple[str, ...] = (), per_sample
         samples["metric"] = "worst_case_robust"
         samples["value"] = samples.pop("robust").astype(float)
         samples["attack"] = "worst_case"
+        samples["higher_is_better"] = True
         frames.append(samples.drop(columns=["correct_clean"]))
     return pd.concat(frames, ignore_index=True)
 
@@ -493,4 +496,6 @@ def attack_success(results: pd.DataFrame) -> pd.DataFrame:
         success_rate=("success", "mean"), mean_distance=("distance", "mean"),
         mean_distance_success=("distance_success", "mean"),
         n=("success", "size")).reset_index()
-    return agg.melt(id_vars=keys + ["n"], var_name="metric", value_name="value")
+    out = agg.melt(id_vars=keys + ["n"], var_name="metric", value_name="value")
+    out["higher_is_better"] = out["metric"] != "success_rate"  # larger distances: better
+    return out

@@ -256,25 +256,15 @@ def margin_rows(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Te
 # --------------------------------------------------------------- attacks and gaps
 
 
-def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
-             step_size: float, bounds: tuple[float, float], device, seed: int) -> torch.Tensor:
-    """Untargeted Linf PGD with a random start (foolbox ``LinfPGD``), seeded.
-
-    Wen et al.'s attack: 10 steps of 2/255 (appendix B.1). Returns adversarials on the CPU.
-    """
-    import foolbox as fb
-
+def adversarials(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                 eps: float, bounds: tuple[float, float], device, seed: int,
+                 batch_size: int = 256) -> torch.Tensor:
+    """``attack.perturb`` at ``eps`` on ``x`` in batches, seeded by ``seed``; on the CPU."""
+    generator = torch.Generator().manual_seed(seed)
     model.eval()
-    fmodel = fb.PyTorchModel(model, bounds=bounds, device=device)
-    attack = fb.attacks.LinfPGD(abs_stepsize=step_size, steps=steps, random_start=True)
-    devices = [device] if torch.device(device).type == "cuda" else []
-    out = []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for i in range(0, len(x), 256):
-            _, adv, _ = attack(fmodel, x[i:i + 256].to(device), y[i:i + 256].to(device),
-                               epsilons=eps)
-            out.append(adv.detach().cpu())
+    out = [attack.perturb(model, x[i:i + batch_size].to(device), y[i:i + batch_size].to(device),
+                          eps, bounds=bounds, generator=generator).detach().cpu()
+           for i in range(0, len(x), batch_size)]
     return torch.cat(out)
 
 
@@ -288,13 +278,15 @@ def loss_and_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device
 
 
 def gap_rows(train: tuple[float, float], test: tuple[float, float], **columns) -> list[dict]:
-    """GE-gap rows from (loss, accuracy) on the train and test sets (Wen et al. 2020, Table 6):
-    ``accuracy_gap`` = train - test accuracy, ``loss_gap`` = test - train loss."""
+    """GE-gap rows from (loss, accuracy) on the train and test sets (Wen et al. 2020,
+    Table 6): ``accuracy_gap`` = train - test accuracy, ``loss_gap`` = test - train loss;
+    accuracies are better higher, losses and gaps lower (``higher_is_better``)."""
     (train_loss, train_acc), (test_loss, test_acc) = train, test
     values = {"train_accuracy": train_acc, "test_accuracy": test_acc,
               "train_loss": train_loss, "test_loss": test_loss,
               "accuracy_gap": train_acc - test_acc, "loss_gap": test_loss - train_loss}
-    return [{"metric": k, "value": float(v), **columns} for k, v in values.items()]
+    return [{"metric": k, "value": float(v), "higher_is_better": k.endswith("accuracy"),
+             **columns} for k, v in values.items()]
 
 
 def clean_gap(history: pd.DataFrame, model: nn.Module, data, device) -> list[dict]:
@@ -317,42 +309,44 @@ def clean_gap(history: pd.DataFrame, model: nn.Module, data, device) -> list[dic
 
 
 def attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, *, eps: float,
-             steps: int, step_size: float, bounds: tuple[float, float], seed: int
-             ) -> dict[str, np.ndarray]:
+             attack, bounds: tuple[float, float], seed: int) -> dict[str, np.ndarray]:
     """Per-sample clean loss, adversarial loss and adversarial correctness under
-    :func:`pgd_linf`."""
-    adv = pgd_linf(model, x, y, eps=eps, steps=steps, step_size=step_size, bounds=bounds,
-                   device=device, seed=seed)
+    ``attack`` at ``eps`` (:func:`adversarials`)."""
+    adv = adversarials(attack, model, x, y, eps=eps, bounds=bounds, device=device, seed=seed)
     adv_loss, adv_correct = loss_and_correct(model, adv, y, device)
     clean_loss, _ = loss_and_correct(model, x, y, device)
     return {"adv_loss": adv_loss, "adv_correct": adv_correct, "clean_loss": clean_loss}
 
 
-def attacked_gap(model: nn.Module, data, device, *, eps: float, steps: int, step_size: float,
-                 samples: int, seed: int) -> list[dict]:
-    """GE gap under PGD on the first ``samples`` training and test inputs (Wen et al. (2020)
-    section 5.1, "clean and under attack"): rows with ``condition = "pgd"``."""
+def attacked_gap(model: nn.Module, data, device, *, eps: float, attack, samples: int,
+                 seed: int) -> list[dict]:
+    """GE gap under ``attack`` on the first ``samples`` training and test inputs (Wen et
+    al. 2020, section 5.1, "clean and under attack"): rows with ``condition = "pgd"``."""
     pair = {}
     for split, (x, y) in (("train", (data.x_train, data.y_train)),
                           ("test", (data.x_test, data.y_test))):
-        out = attacked(model, x[:samples], y[:samples], device, eps=eps, steps=steps,
-                       step_size=step_size, bounds=data.info.bounds, seed=seed)
+        out = attacked(model, x[:samples], y[:samples], device, eps=eps, attack=attack,
+                       bounds=data.info.bounds, seed=seed)
         pair[split] = (float(out["adv_loss"].mean()), float(out["adv_correct"].mean()))
-    note = f"PGD linf eps={eps:g}, {steps} steps of {step_size:g}, random start"
-    return gap_rows(pair["train"], pair["test"], condition="pgd", epsilon=eps, note=note,
-                    n=min(samples, len(data.x_test)))
+    return gap_rows(pair["train"], pair["test"], condition="attacked", epsilon=eps,
+                    note=attack_note(attack, eps), n=min(samples, len(data.x_test)))
 
 
-def loss_variation(model: nn.Module, data, device, *, eps: float, steps: int,
-                   step_size: float, samples: int, seed: int) -> list[dict]:
+def attack_note(attack, eps: float) -> str:
+    """The attack behind attacked rows, for their ``note``: component, options and eps."""
+    return f"{attack!r} at eps={eps:g}"
+
+
+def loss_variation(model: nn.Module, data, device, *, eps: float, attack, samples: int,
+                   seed: int) -> list[dict]:
     """Average maximal loss variation (Wen et al. 2020, appendix B.5): over the first
-    ``samples`` test inputs, the mean and standard deviation of loss(PGD adversarial)
-    - loss(clean), PGD maximising the loss within the Linf budget ``eps``."""
+    ``samples`` test inputs, the mean and standard deviation of loss(adversarial) -
+    loss(clean), the adversarial made by ``attack`` within the budget ``eps``."""
     x, y = data.x_test[:samples], data.y_test[:samples]
-    out = attacked(model, x, y, device, eps=eps, steps=steps, step_size=step_size,
-                   bounds=data.info.bounds, seed=seed)
+    out = attacked(model, x, y, device, eps=eps, attack=attack, bounds=data.info.bounds,
+                   seed=seed)
     variation = out["adv_loss"] - out["clean_loss"]
-    note = f"PGD linf eps={eps:g}, {steps} steps of {step_size:g}, random start"
+    note = attack_note(attack, eps)
     return [{"metric": "loss_variation_mean", "value": float(variation.mean()), "epsilon": eps,
              "n": len(variation), "note": note},
             {"metric": "loss_variation_std", "value": float(variation.std()), "epsilon": eps,

@@ -38,6 +38,7 @@ class CleanAccuracy(Metric):
     """
 
     name = "clean_accuracy"
+    higher_is_better = True
     Options = IntervalOptions
 
     def from_results(self, results):
@@ -60,6 +61,7 @@ class RobustAccuracy(Metric):
     """
 
     name = "robust_accuracy"
+    higher_is_better = True
     Options = IntervalOptions
 
     def from_results(self, results):
@@ -119,6 +121,7 @@ class AUC(Metric):
     """
 
     name = "auc"
+    higher_is_better = True
     Options = CurveOptions
 
     def from_results(self, results):
@@ -158,6 +161,7 @@ class BreakdownPoint(Metric):
     """
 
     name = "breakdown_point"
+    higher_is_better = True
     Options = ChanceOptions
 
     def from_results(self, results):
@@ -182,6 +186,7 @@ class MedianDistance(Metric):
     """
 
     name = "median_distance"
+    higher_is_better = True
 
     def from_results(self, results):
         from . import _tables
@@ -200,6 +205,7 @@ class AttackSuccess(Metric):
     """
 
     name = "attack_success"
+    higher_is_better = False
 
     def from_results(self, results):
         from . import _tables

@@ -31,6 +31,7 @@ class Fooling(Metric):
     """
 
     name = "fooling"
+    higher_is_better = False
     Options = FoolingOptions
 
     def from_results(self, results):

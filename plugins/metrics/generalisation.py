@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from robench import Metric
 
+DEFAULT_ATTACK = "foolbox.LinfPGD"
+"""The attack of the attacked gap and the loss variation unless the user names another."""
+
+DEFAULT_ATTACK_OPTIONS = {"steps": 10, "abs_stepsize": 2 / 255, "random_start": True}
+"""Its options by default: 10 steps of 2/255 from a random start (Wen et al. 2020's PGD)."""
+
 
 @dataclasses.dataclass(frozen=True)
-class PGDOptions:
+class AttackedOptions:
     eps: float = dataclasses.field(
-        default=8 / 255, metadata={"help": "Linf budget of the PGD attack (0 = no attack)"})
-    steps: int = dataclasses.field(default=10, metadata={"help": "PGD steps"})
-    step_size: float = dataclasses.field(default=2 / 255, metadata={"help": "PGD step size"})
+        default=8 / 255, metadata={"help": "budget of the attack (0 = no attack)"})
+    attack: str = dataclasses.field(
+        default=DEFAULT_ATTACK, metadata={"help": "attack plugin making the adversarials",
+                                          "component": "attack",
+                                          "options_field": "attack_options"})
+    attack_options: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_ATTACK_OPTIONS),
+        metadata={"help": "options of the attack plugin, e.g. "
+                          "{ steps = 10, abs_stepsize = \"2/255\" }"})
     samples: int = dataclasses.field(
         default=1000, metadata={"help": "first N inputs of each split that are attacked"})
 
     def __post_init__(self):
-        if self.eps < 0 or self.step_size <= 0 or self.steps < 1 or self.samples < 1:
-            raise ValueError("PGD options need eps >= 0, step_size > 0, steps >= 1 and "
-                             f"samples >= 1; got {self}")
+        if self.eps < 0 or self.samples < 1:
+            raise ValueError(f"attack options need eps >= 0 and samples >= 1; got {self}")
+
+
+def _attack(metric, cell):
+    """The user's attack, built by the host's factory."""
+    return cell.attack(metric.options.attack, dict(metric.options.attack_options))
 
 
 class GEGap(Metric):
@@ -30,16 +47,18 @@ class GEGap(Metric):
     (``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss``). Clean rows
     (``condition = "clean"``) come from the last epoch of the training history, which the
     host measures in eval mode on the full training set (not the running training loss);
-    a cell without history is evaluated afresh. With ``eps > 0``, ``condition = "pgd"``
-    rows repeat them on the PGD adversarials (foolbox LinfPGD, random start, seeded by the
-    cell's seed) of the first ``samples`` inputs of each split; these accuracies are
-    unconditional (every attacked input counts, misclassified clean ones included),
+    a cell without history is evaluated afresh. With ``eps > 0``, ``condition = "attacked"``
+    rows repeat them on the adversarials of the first ``samples`` inputs of each split,
+    made by ``attack`` (default: foolbox's LinfPGD, 10 steps of 2/255 from a random
+    start) through the host's attack factory and seeded by the cell's seed; these
+    accuracies are unconditional (every attacked input counts, misclassified clean ones included),
     unlike Table 6's "PGD acc" column, which ``robust_accuracy``'s conditional
     convention reproduces from the result frame.
     """
 
     name = "ge_gap"
-    Options = PGDOptions
+    higher_is_better = None
+    Options = AttackedOptions
 
     def from_cell(self, cell):
         import pandas as pd
@@ -50,22 +69,23 @@ class GEGap(Metric):
         rows = _weights.clean_gap(cell.history, cell.model, cell.data, cell.device)
         if o.eps > 0:
             rows += _weights.attacked_gap(cell.model, cell.data, cell.device, eps=o.eps,
-                                          steps=o.steps, step_size=o.step_size,
-                                          samples=o.samples, seed=int(cell.cell["seed"]))
+                                          attack=_attack(self, cell), samples=o.samples,
+                                          seed=int(cell.cell["seed"]))
         return pd.DataFrame(rows)
 
 
 class LossVariation(Metric):
     """Average maximal loss variation under a Linf attack (Wen et al. 2020, appendix B.5).
 
-    For each of the first ``samples`` test inputs, loss(PGD adversarial) - loss(clean),
-    PGD maximising the loss within ``eps``; rows ``loss_variation_mean`` and
-    ``loss_variation_std`` (over inputs), with ``epsilon``. Smaller for models that
-    adversarial training has made smoother.
+    For each of the first ``samples`` test inputs, loss(adversarial) - loss(clean), the
+    adversarial made by ``attack`` (default: foolbox's LinfPGD) within ``eps``; rows
+    ``loss_variation_mean`` and ``loss_variation_std`` (over inputs), with ``epsilon``.
+    Smaller for models that adversarial training has made smoother.
     """
 
     name = "loss_variation"
-    Options = PGDOptions
+    Options = AttackedOptions
+    higher_is_better = False
 
     def from_cell(self, cell):
         import pandas as pd
@@ -76,8 +96,8 @@ class LossVariation(Metric):
         if o.eps == 0:
             return None
         return pd.DataFrame(_weights.loss_variation(
-            cell.model, cell.data, cell.device, eps=o.eps, steps=o.steps,
-            step_size=o.step_size, samples=o.samples, seed=int(cell.cell["seed"])))
+            cell.model, cell.data, cell.device, eps=o.eps, attack=_attack(self, cell),
+            samples=o.samples, seed=int(cell.cell["seed"])))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +131,7 @@ class Margins(Metric):
     """
 
     name = "margins"
+    higher_is_better = None
     Options = MarginOptions
 
     def from_cell(self, cell):

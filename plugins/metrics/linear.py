@@ -26,6 +26,7 @@ class BoundaryTilting(Metric):
     """
 
     name = "boundary_tilting"
+    higher_is_better = None
 
     def from_cell(self, cell):
         import pandas as pd
@@ -68,6 +69,7 @@ class RobustFeatures(Metric):
     """
 
     name = "robust_features"
+    higher_is_better = None
     Options = RobustFeatureOptions
 
     def from_cell(self, cell):

@@ -41,6 +41,7 @@ class SeedSummary(Metric):
     """
 
     name = "seed_summary"
+    higher_is_better = None  # each row keeps the direction of the metric it summarises
     Options = SeedSummaryOptions
 
     def from_results(self, results):

@@ -39,6 +39,7 @@ class SingularValues(Metric):
     """
 
     name = "singular_values"
+    higher_is_better = None
     Options = SingularValuesOptions
 
     def from_cell(self, cell):

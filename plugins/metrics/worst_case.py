@@ -40,6 +40,7 @@ class WorstCase(Metric):
     """
 
     name = "worst_case"
+    higher_is_better = None
     Options = WorstCaseOptions
 
     def from_results(self, results):
