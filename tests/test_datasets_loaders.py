@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from robench_plugins.datasets.images import CIFAR10, MNIST, FashionMNIST, IdxOptions
-from robench_plugins.datasets.tsipras import Tsipras
 
 from robench import ConfigError
 from robench.options import parse_options
+from robench_plugins.datasets.images import CIFAR10, MNIST, FashionMNIST, IdxOptions
+from robench_plugins.datasets.tsipras import Tsipras
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

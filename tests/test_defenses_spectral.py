@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from robench_plugins.defenses._weights import clip_conv, conv_transfer
-from robench_plugins.defenses.spectral import SpectralNorm
 from torch import nn
 
 from robench import DataInfo, LoadedData, TrainingContext
 from robench.config import TrainingSpec
 from robench.training import train
+from robench_plugins.defenses._weights import clip_conv, conv_transfer
+from robench_plugins.defenses.spectral import SpectralNorm
 
 INFO = DataInfo("tiny", (2, 6, 6), 3)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from robench_plugins.defenses.binarized import Binarized
-from robench_plugins.defenses.label_smoothing import LabelSmoothing
-from robench_plugins.defenses.weight_decay import WeightDecay
-from robench_plugins.models.linear import LogisticRegression
 from torch import nn
 
 from robench import ConfigError, DataInfo, TrainingContext
 from robench.options import parse_options
+from robench_plugins.defenses.binarized import Binarized
+from robench_plugins.defenses.label_smoothing import LabelSmoothing
+from robench_plugins.defenses.weight_decay import WeightDecay
+from robench_plugins.models.linear import LogisticRegression
 
 PAIR = DataInfo("pair", (1, 4, 4), 2)
 CTX = TrainingContext(info=PAIR, device="cpu", epochs=1, generator=None, attack=None)

@@ -66,8 +66,8 @@ def test_clean_accuracy_counts_each_sample_once():
 def test_robust_accuracy_both_conventions_and_targets():
     # (label, pred_clean, pred_adv) per sample at one eps
     table = [(0, 0, 0), (1, 1, 0), (2, 0, 0), (3, 3, 3), (4, 2, 4)]
-    rows = [dict(sample=i, epsilon=0.1, label=l, pred_clean=c, pred_adv=a)
-            for i, (l, c, a) in enumerate(table)]
+    rows = [dict(sample=i, epsilon=0.1, label=y, pred_clean=c, pred_adv=a)
+            for i, (y, c, a) in enumerate(table)]
     out = RobustAccuracy().from_results(result_frame(rows))
     # robust = clean-correct and still correct: samples 0 and 3 (sample 4 "recovered"
     # under attack but was wrong clean, so it is not robust)

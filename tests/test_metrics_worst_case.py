@@ -1,14 +1,13 @@
 """Worst case over attacks, fooling images and the seed summary against hand-built tables."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from robench_plugins.metrics._tables import worst_case_samples
 from robench_plugins.metrics.fooling import Fooling
 from robench_plugins.metrics.seeds import SeedSummary, SeedSummaryOptions
-from robench_plugins.metrics.worst_case import WorstCase, WorstCaseOptions
 from robench_plugins.metrics.testing import result_frame
+from robench_plugins.metrics.worst_case import WorstCase, WorstCaseOptions
 
 # sample: (label, pred_clean, pred_adv under pgd, pred_adv under fgsm) at eps 0.1
 TABLE = {

@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from robench_plugins.models.cnn import GallowayCNN, LeNet5
-from robench_plugins.models.linear import LinearSVM, LogisticRegression
-from robench_plugins.models.mlp import MLP
-from robench_plugins.models.resnet import ResNet, WideResNet
 from torch import nn
 
 from robench import ConfigError, DataInfo
 from robench.options import parse_options
+from robench_plugins.models.cnn import GallowayCNN, LeNet5
+from robench_plugins.models.linear import LinearSVM, LogisticRegression
+from robench_plugins.models.mlp import MLP
+from robench_plugins.models.resnet import ResNet, WideResNet
 
 CIFAR = DataInfo("cifar", (3, 32, 32), 10)
 MNIST = DataInfo("mnist", (1, 28, 28), 10)

@@ -15,10 +15,10 @@ import shutil
 
 import numpy as np
 import pytest
+from test_report import make_run_dir
 
 from robench.plugins import build_registry
 from robench.report import render_report
-from test_report import make_run_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
