@@ -19,7 +19,6 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, RobenchError

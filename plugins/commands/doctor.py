@@ -25,9 +25,8 @@ def diagnose(run_dir: str | Path, *, eps: float | None = None, samples: int = 20
              device: str | None = None) -> Iterator[tuple[str, Any]]:
     """Yield ``(cell id, findings)`` per cell, or ``(cell id, reason)`` when a cell has no
     cached weights. ``eps`` defaults to the middle of the first attack's budget grid."""
-    from robench_plugins.attacks.masking import masking_probe
-
     from robench.runner import Runner, resolve_device
+    from robench_plugins.attacks.masking import masking_probe
 
     if samples < 1:
         raise ConfigError(f"expected a positive number of samples, got {samples}",
