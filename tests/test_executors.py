@@ -104,11 +104,12 @@ def test_processes_refuses_fork():
 
 def test_default_workers_fill_the_cores_without_oversubscription(monkeypatch):
     monkeypatch.setattr(_workers, "usable_cores", lambda: 16)
-    assert processes(threads_per_worker=4).workers() == 4
-    assert processes(threads_per_worker=32).workers() == 1
-    assert dask(threads_per_worker=3).workers() == 5
-    assert dask(n_workers=7).workers() == 7
-    assert processes().workers(gpus=3) == 3
+    assert processes(threads_per_worker=4).workers == 4
+    assert processes(threads_per_worker=32).workers == 1
+    assert dask(threads_per_worker=3).workers == 5
+    assert dask(n_workers=7).workers == 7
+    assert _workers.pool_size(None, [0, 1, 2], 16) == 3
+    assert _workers.pool_size(2, [0, 1, 2], 16) == 2
 
 
 def test_gpus_are_spread_only_for_all_of_cuda():

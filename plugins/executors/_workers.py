@@ -22,6 +22,11 @@ def default_workers(threads_per_worker: int) -> int:
     return max(1, usable_cores() // threads_per_worker)
 
 
+def pool_size(configured: int | None, gpus: list[int], cpu_workers: int) -> int:
+    """Workers to start: the configured number, else one per GPU, else ``cpu_workers``."""
+    return configured or len(gpus) or cpu_workers
+
+
 def limit_threads(threads: int) -> None:
     """Give this process ``threads`` torch threads (and as many for OpenMP/BLAS).
 

@@ -68,12 +68,12 @@ class DaskExecutor(Executor):
     name = "dask"
     Options = DaskOptions
 
-    def workers(self, gpus: int = 0) -> int:
-        """Workers of the LocalCluster: the option, else one per GPU, else as many as
-        fit the cores."""
-        if self.options.n_workers is not None:
-            return self.options.n_workers
-        return gpus or _workers.default_workers(self.options.threads_per_worker)
+    @property
+    def workers(self) -> int:
+        """Workers of the LocalCluster on the CPU: the option, else as many as fit the
+        cores."""
+        return self.options.n_workers or _workers.default_workers(
+            self.options.threads_per_worker)
 
     @contextlib.contextmanager
     def client(self, gpus: list[int]):
@@ -87,8 +87,9 @@ class DaskExecutor(Executor):
                 yield client
             return
         threads = str(self.options.threads_per_worker)
+        workers = _workers.pool_size(self.options.n_workers, gpus, self.workers)
         with dask.config.set({"distributed.scheduler.allowed-failures": self.options.retries}), \
-                LocalCluster(n_workers=self.workers(len(gpus)), threads_per_worker=1,
+                LocalCluster(n_workers=workers, threads_per_worker=1,
                              processes=True, dashboard_address=None,
                              env={name: threads for name in _workers.THREAD_VARIABLES}) \
                 as cluster, Client(cluster) as client:

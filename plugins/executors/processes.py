@@ -80,12 +80,11 @@ class ProcessesExecutor(Executor):
     name = "processes"
     Options = ProcessesOptions
 
-    def workers(self, gpus: int = 0) -> int:
-        """The number of worker processes: the option, else one per GPU, else as many
-        as fit the cores."""
-        if self.options.max_workers is not None:
-            return self.options.max_workers
-        return gpus or _workers.default_workers(self.options.threads_per_worker)
+    @property
+    def workers(self) -> int:
+        """Worker processes on the CPU: the option, else as many as fit the cores."""
+        return self.options.max_workers or _workers.default_workers(
+            self.options.threads_per_worker)
 
     def map(self, fn, items):
         items = list(items)
@@ -104,7 +103,8 @@ class ProcessesExecutor(Executor):
 
         context = multiprocessing.get_context(self.options.start_method)
         started = context.SimpleQueue()
-        workers = min(self.workers(len(gpus)), len(todo))
+        workers = min(_workers.pool_size(self.options.max_workers, gpus, self.workers),
+                      len(todo))
         gpu_queue = None
         if gpus:
             gpu_queue = context.SimpleQueue()
