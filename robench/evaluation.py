@@ -44,11 +44,21 @@ def within_budget(dist: torch.Tensor, eps: float, threat_model: ThreatModel,
 
 
 @torch.no_grad()
+def logits(model, x: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """The model's float logits on ``x``, in batches on ``device``, returned on the CPU
+    (the model's mode is the caller's: the host evaluates in eval mode)."""
+    if not len(x):
+        return torch.empty(0, 0)
+    return torch.cat([model(x[start:start + batch_size].to(device)).float().cpu()
+                      for start in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
 def predict(model, x: torch.Tensor, batch_size: int, device) -> tuple[torch.Tensor, ...]:
     """Predictions, softmax confidence of the prediction and top-1 minus top-2 margin."""
     preds, confs, margins = [], [], []
     for start in range(0, len(x), batch_size):
-        probs = model(x[start:start + batch_size].to(device)).softmax(1).cpu()
+        probs = logits(model, x[start:start + batch_size], batch_size, device).softmax(1)
         top = probs.topk(min(2, probs.shape[1]), dim=1)
         preds.append(top.indices[:, 0])
         confs.append(top.values[:, 0])

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from robench import CellData, DataInfo, LoadedData
-from robench_plugins.metrics._weights import conv_singular_values
 from robench_plugins.metrics.generalisation import (
     AttackedOptions,
     GEGap,
@@ -19,6 +18,7 @@ from robench_plugins.metrics.generalisation import (
 )
 from robench_plugins.metrics.linear import BoundaryTilting, RobustFeatures
 from robench_plugins.metrics.spectrum import SingularValues
+from robench_plugins.operators import conv_singular_values, layer_singular_values
 
 torch.set_num_threads(1)
 
@@ -57,6 +57,68 @@ def test_fft_singular_values_equal_svd_of_unrolled_circular_convolution(layer, s
     got = conv_singular_values(layer.weight, size, groups=layer.groups, dilation=layer.dilation)
     assert got.shape == expected.shape
     torch.testing.assert_close(got.sort(descending=True).values, expected, rtol=1e-9, atol=1e-9)
+
+
+STRIDED_CASES = [
+    # (layer, spatial input size, circular padding applied before the layer)
+    (nn.Conv2d(2, 3, 3, stride=2, padding=1, padding_mode="circular", bias=False), (6, 6)),
+    (nn.Conv2d(2, 2, 4, stride=(2, 3), bias=False), (4, 6)),
+    (nn.Conv2d(3, 2, 3, stride=2, dilation=2, padding=2, padding_mode="circular",
+               bias=False), (8, 8)),
+    (nn.Conv1d(2, 3, 5, stride=2, padding=2, padding_mode="circular", bias=False), (8,)),
+]
+
+
+def wrapped(layer):
+    """``layer`` made circular without padding of its own: pad circularly by the
+    kernel's extent minus one at the end, so the outputs are every stride-th shift."""
+    extent = [(k - 1) * d for k, d in zip(layer.kernel_size, layer.dilation)]
+    pad = [p for e in reversed(extent) for p in (0, e)]
+    plain = type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size,
+                        stride=layer.stride, dilation=layer.dilation, bias=False).double()
+    plain.weight.data.copy_(layer.weight.data)
+    return lambda x: plain(F.pad(x, pad, mode="circular"))
+
+
+@pytest.mark.parametrize("layer,size", STRIDED_CASES)
+def test_polyphase_singular_values_equal_svd_of_unrolled_strided_circular_convolution(
+        layer, size):
+    torch.manual_seed(0)
+    layer = layer.double()
+    expected = torch.linalg.svdvals(unrolled(wrapped(layer), (layer.in_channels, *size)))
+    got = conv_singular_values(layer.weight, size, stride=layer.stride,
+                               dilation=layer.dilation)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got.sort(descending=True).values, expected, rtol=1e-9,
+                               atol=1e-9)
+
+
+def test_layer_method_dense_when_small_fft_otherwise_with_a_note():
+    torch.manual_seed(0)
+    layer = nn.Conv2d(2, 3, 3, stride=2, padding=1).double()
+    dense, method, note = layer_singular_values(layer, (2, 6, 6))
+    assert method == "dense" and note == ""
+    np.testing.assert_allclose(dense, torch.linalg.svdvals(unrolled(layer, (2, 6, 6))).numpy(),
+                               rtol=1e-9)
+    values, method, note = layer_singular_values(layer, (2, 6, 6), dense_limit=0)
+    assert method == "polyphase fft" and "zeros padding" in note
+    assert len(values) == len(dense)
+    _, method, note = layer_singular_values(layer, (2, 5, 5), dense_limit=0)
+    assert method == "fft" and "does not divide" in note
+
+
+def test_defense_and_metric_measure_one_operator():
+    from robench_plugins.defenses._weights import clip_conv, conv_operator_norm
+
+    torch.manual_seed(0)
+    layer = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular", bias=False).double()
+    with torch.no_grad():
+        layer.weight.mul_(4)
+        layer.weight.copy_(clip_conv(layer.weight, (6, 6), 1.5))
+    values, method, _ = layer_singular_values(layer, (2, 6, 6))
+    assert method == "dense"
+    assert values[0] == pytest.approx(conv_operator_norm(layer.weight, (6, 6)), rel=1e-9)
+    assert values[0] <= 1.5 + 1e-9
 
 
 def registry_attack(name, options):
@@ -101,8 +163,13 @@ def test_singular_values_of_a_small_cnn():
     assert rows_of(out, "sv_max", layer="0")["value"].iat[0] == pytest.approx(expected0[0])
     assert rows_of(out, "sv_std", layer="0")["value"].iat[0] == pytest.approx(expected0.std())
     assert rows_of(out, "sv_count", layer="0")["value"].iat[0] == 36
-    assert rows_of(out, "sv_count", layer="2")["value"].iat[0] == 2 * 36   # 2 x (6x6 freqs)
-    assert "stride" in rows_of(out, "sv_max", layer="2")["note"].iat[0]
+    # the strided, zero-padded layer is small: its exact operator on 3x6x6 inputs
+    conv2 = model[2].double()
+    expected2 = torch.linalg.svdvals(unrolled(conv2, (3, 6, 6))).numpy()
+    model.float()
+    assert rows_of(out, "sv_count", layer="2")["value"].iat[0] == len(expected2) == 18
+    assert rows_of(out, "sv_max", layer="2")["value"].iat[0] == pytest.approx(expected2[0])
+    assert set(rows_of(out, "sv_max")["method"]) == {"dense", "matrix"}
     lin = torch.linalg.svdvals(model[5].weight.detach().double()).numpy()
     assert rows_of(out, "sv_max", layer="5")["value"].iat[0] == pytest.approx(lin[0])
     assert len(rows_of(out, "singular_value", layer="0")) == 10        # subsampled

@@ -20,14 +20,15 @@ class Scale(nn.Module):
 
 def conv_transfer(weight, size):
     """The transfer matrices of a (cross-correlation) convolution kernel on a periodic
-    ``size`` input: ``fft2`` of the zero-padded kernel, arranged ``(H, W, out, in)``.
-
-    The circular convolution operator is block-diagonalised by the 2-D DFT (Sedghi et
-    al. 2019, Theorem 6), so its singular values are those of these H*W matrices.
+    ``size`` input, arranged ``(H, W, out, in)``: the blocks that diagonalise the
+    circular convolution (Sedghi et al. 2019, Theorem 6), from the routine the
+    ``singular_values`` metric measures with (:mod:`robench_plugins.operators`). The grid
+    is at least the kernel's size, so the clipped kernel can be cropped back from it.
     """
+    from ..operators import transfer_matrices
+
     kh, kw = weight.shape[-2:]
-    h, w = max(size[0], kh), max(size[1], kw)
-    return torch.fft.fft2(weight, s=(h, w)).permute(2, 3, 0, 1)
+    return transfer_matrices(weight, (max(size[0], kh), max(size[1], kw)))
 
 
 def conv_operator_norm(weight, size) -> float:

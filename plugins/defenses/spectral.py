@@ -48,6 +48,10 @@ class SpectralNorm(Defense):
     padding makes the bound approximate (the layer's exact norm is that of the DFT
     symbol over all frequencies, not only the input size's grid).
 
+    The transfer matrices come from :mod:`robench_plugins.operators`, the routine the
+    ``singular_values`` metric measures layers with, so the defense clips exactly the
+    operator the metric reports.
+
     ``method = "kernel"``: ``torch.nn.utils.parametrizations.spectral_norm`` on every
     layer (Miyato et al. 2018: power iteration on the kernel reshaped to ``out x
     in*k*k``, which is *not* the operator norm), times c.

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..operators import layer_singular_values
+
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
@@ -44,100 +46,6 @@ def weight_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Modul
     return list(found.values())
 
 
-def dense_kernel(weight: torch.Tensor, groups: int = 1, dilation: tuple[int, ...] = (1,)
-                 ) -> torch.Tensor:
-    """The ``(out, in, *k)`` kernel of a grouped and/or dilated convolution as an
-    ordinary dense one: zeros between groups' channels and between dilated taps."""
-    out_ch, in_per_group, *size = weight.shape
-    dilation = tuple(dilation) * (len(size) // len(dilation)) if len(dilation) == 1 \
-        else tuple(dilation)
-    size_d = [(k - 1) * d + 1 for k, d in zip(size, dilation)]
-    dense = weight.new_zeros(out_ch, in_per_group * groups, *size_d)
-    out_per_group = out_ch // groups
-    taps = tuple(slice(None, None, d) for d in dilation)
-    for g in range(groups):
-        rows = slice(g * out_per_group, (g + 1) * out_per_group)
-        cols = slice(g * in_per_group, (g + 1) * in_per_group)
-        dense[(rows, cols) + taps] = weight[rows]
-    return dense
-
-
-def _wrap(kernel: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """Fold taps beyond the input size back modulo it (a circular convolution on an
-    input smaller than the kernel adds those taps together)."""
-    for axis, n in enumerate(size, start=2):
-        k = kernel.shape[axis]
-        if k > n:
-            reps = math.ceil(k / n)
-            pad = [0, 0] * (kernel.dim() - axis - 1) + [0, reps * n - k]
-            kernel = F.pad(kernel, pad)
-            shape = kernel.shape[:axis] + (reps, n) + kernel.shape[axis + 1:]
-            kernel = kernel.reshape(shape).sum(axis)
-    return kernel
-
-
-def conv_singular_values(weight: torch.Tensor, input_size: tuple[int, ...], *,
-                         groups: int = 1, dilation: tuple[int, ...] = (1,),
-                         device=None) -> torch.Tensor:
-    """Every singular value of the circular convolution of ``weight`` on ``input_size``.
-
-    The FFT method of Sedghi, Gupta and Long ("The singular values of convolutional
-    layers", ICLR 2019), which Wen et al. (2020) uses for its per-layer spectra (section 5.2.2,
-    appendix B.4): the stride-1 circular convolution is block-diagonalised by the 2-d
-    DFT, so its singular values are those of the ``(out, in)`` matrices of the kernel's
-    DFT at each of the ``prod(input_size)`` frequencies. Computed in float64 on
-    ``device`` (default: the weight's), returned on the CPU.
-    """
-    device = weight.device if device is None else device
-    kernel = _wrap(dense_kernel(weight.detach().to(device, torch.float64), groups, dilation),
-                   input_size)
-    out_ch, in_ch = kernel.shape[:2]
-    # transform every axis but the last, then go through the last axis's frequencies in
-    # chunks, so that wide layers (e.g. 640 x 640 channels) never hold the whole
-    # (out, in, *input_size) complex transform at once
-    head = kernel
-    for axis, n in zip(range(2, kernel.dim() - 1), input_size[:-1]):
-        head = torch.fft.fft(head, n=n, dim=axis)
-    per_slice = out_ch * in_ch * math.prod(input_size[:-1]) * 16
-    chunk = max(1, (64 << 20) // per_slice)
-    n_last = input_size[-1]
-    values = []
-    for start in range(0, n_last, chunk):
-        freqs = torch.arange(start, min(start + chunk, n_last), dtype=torch.float64,
-                             device=device)
-        taps = torch.arange(head.shape[-1], dtype=torch.float64, device=device)
-        # DFT of the last axis at the chosen frequencies only
-        basis = torch.exp(-2j * math.pi * taps[:, None] * freqs[None, :] / n_last)
-        part = head.to(torch.complex128) @ basis
-        per_freq = part.permute(*range(2, part.dim()), 0, 1).reshape(-1, out_ch, in_ch)
-        values.append(torch.linalg.svdvals(per_freq).flatten().cpu())
-    return torch.cat(values)
-
-
-def layer_singular_values(module: nn.Module, in_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
-    """Singular values of one layer's linear operator (descending) and a caveat note."""
-    if isinstance(module, nn.Linear):
-        values = torch.linalg.svdvals(module.weight.detach().double().cpu())
-        return np.sort(values.numpy())[::-1], ""
-    size = tuple(in_shape[1:])
-    values = conv_singular_values(module.weight, size, groups=module.groups,
-                                  dilation=module.dilation)  # on the layer's device
-    notes = []
-    padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
-    zero_pad = module.padding_mode == "zeros" and padding not in ("valid", (0,) * len(size))
-    if zero_pad or module.padding_mode not in ("zeros", "circular"):
-        notes.append(f"{module.padding_mode} padding: values are those of the circular "
-                     f"operator, an approximation of this layer's")
-    if padding in ("valid", (0,) * len(size)) and any(k > 1 for k in module.kernel_size):
-        notes.append("no padding: the layer's output is a subset of the circular "
-                     "operator's, whose values bound it (interlacing)")
-    if any(s > 1 for s in module.stride):
-        notes.append(f"stride {tuple(module.stride)}: the strided operator keeps a subset "
-                     f"of the circular one's outputs, so its largest singular value is at "
-                     f"most sv_max")
-    return np.sort(values.numpy())[::-1], "; ".join(notes)
-
-
 def _subsample(values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """At most ``limit`` (rank, value) pairs evenly spaced in rank, first and last kept."""
     if len(values) <= limit:
@@ -153,7 +61,9 @@ def singular_values(model: nn.Module, x: torch.Tensor, *, max_values: int) -> pd
     ``x`` (one input, on the model's device) is run through the model to find each
     layer's input size.
 
-    Rows per layer (``layer`` = module name, ``layer_index`` = forward order, ``kind``):
+    Rows per layer (``layer`` = module name, ``layer_index`` = forward order, ``kind``,
+    ``method`` and ``note``: how the values were measured and what that measurement
+    approximates, see :func:`robench_plugins.operators.layer_singular_values`):
     ``sv_max``, ``sv_min``, ``sv_mean``, ``sv_std`` (population standard deviation, the
     spread Wen et al. (2020) Fig. 5c/d plots), ``sv_count`` and up to ``max_values``
     ``singular_value`` rows (``rank`` 0 = largest; evenly spaced in rank when there are
@@ -163,9 +73,9 @@ def singular_values(model: nn.Module, x: torch.Tensor, *, max_values: int) -> pd
     rows = []
     spectral = []
     for index, (name, module, in_shape) in enumerate(weight_layers(model, x)):
-        values, note = layer_singular_values(module, in_shape)
+        values, method, note = layer_singular_values(module, in_shape)
         kind = "linear" if isinstance(module, nn.Linear) else "conv"
-        base = dict(layer=name, layer_index=index, kind=kind, note=note,
+        base = dict(layer=name, layer_index=index, kind=kind, method=method, note=note,
                     input_shape="x".join(map(str, in_shape)))
         for metric, value in (("sv_max", values[0]), ("sv_min", values[-1]),
                               ("sv_mean", values.mean()), ("sv_std", values.std()),
@@ -188,15 +98,17 @@ def singular_values(model: nn.Module, x: torch.Tensor, *, max_values: int) -> pd
 # ---------------------------------------------------------------- margins and losses
 
 
-@torch.no_grad()
 def logits_of(model: nn.Module, x: torch.Tensor, device, batch_size: int = 512) -> torch.Tensor:
-    """Logits of ``model`` in eval mode, on the CPU."""
+    """Logits of ``model`` in eval mode, on the CPU (the host's
+    :func:`robench.evaluation.logits`, which the result rows' predictions come from)."""
+    from robench.evaluation import logits
+
     was_training = model.training
     model.eval()
-    out = [model(x[i:i + batch_size].to(device)).float().cpu()
-           for i in range(0, len(x), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
+    try:
+        return logits(model, x, batch_size, device)
+    finally:
+        model.train(was_training)
 
 
 def per_sample_quantities(logits: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:

@@ -19,23 +19,25 @@ class SingularValuesOptions:
 
 
 class SingularValues(Metric):
-    """Per-layer singular values (FFT method for convolutions) and spectral complexity.
+    """Per-layer singular values of each layer's operator, and spectral complexity.
 
     Wen et al. (2020) section 5.2.2, Fig. 5c/d; appendix B.2 and B.4.
 
     Linear layers: ``torch.linalg.svdvals`` of the weight. Convolutions (1-d and 2-d,
-    grouped and dilated included) are taken as the linear map they apply to their real
-    input size, found by running one test input through the model: the FFT method of
-    Sedghi et al. (2019) gives every singular value of the *circular*, stride-1
-    convolution on that size exactly. Caveat (in the ``note`` of each layer it
-    concerns): a layer with zero padding is not circular, so its values are an
-    approximation; a strided layer keeps a subset of the circular operator's outputs,
-    so its true largest singular value is at most ``sv_max``.
+    grouped, dilated and strided included) are taken as the linear map they apply to
+    their real input size, found by running one test input through the model. Small
+    operators are measured exactly from their dense matrix (``method = "dense"``);
+    larger ones by the FFT method of Sedghi, Gupta & Long (2019), exact for the
+    *circular* convolution on that size (``"fft"``; ``"polyphase fft"`` for strided
+    layers whose stride divides the input). The ``note`` of a layer says what an FFT
+    measurement approximates (zero padding is not circular). The spectral_norm defense
+    clips the same operators through the same routine (:mod:`robench_plugins.operators`).
 
-    Rows per layer (``layer``, ``layer_index``, ``kind``, ``input_shape``): ``sv_max``,
-    ``sv_min``, ``sv_mean``, ``sv_std`` (population standard deviation), ``sv_count``,
-    and ``singular_value`` rows by ``rank``; per model ``spectral_complexity`` (product
-    of the layers' spectral norms, Definition 7) and ``spectral_complexity_log10``.
+    Rows per layer (``layer``, ``layer_index``, ``kind``, ``method``, ``input_shape``):
+    ``sv_max``, ``sv_min``, ``sv_mean``, ``sv_std`` (population standard deviation),
+    ``sv_count``, and ``singular_value`` rows by ``rank``; per model
+    ``spectral_complexity`` (product of the layers' spectral norms, Definition 7) and
+    ``spectral_complexity_log10``.
     """
 
     name = "singular_values"
