@@ -63,9 +63,19 @@ def load(run_dir):
     return _load(run_dir)
 
 
+def evaluate(model, x, y, attacks, epsilons=None, **options):
+    """Attack a ``torch.nn.Module`` on tensors ``x``, ``y`` (no experiment file, no
+    training) and return the :class:`robench.api.Run` of that one-cell experiment, with
+    the same results, metrics and report as a run; see
+    :func:`robench.module_evaluation.evaluate` for the options."""
+    from .module_evaluation import evaluate as _evaluate
+
+    return _evaluate(model, x, y, attacks, epsilons, **options)
+
+
 __all__ = [
     "Attack", "AttackProperties", "AttackResult", "CellData", "Component", "ConfigError",
     "DataInfo", "Dataset", "Defense", "Executor", "LoadedData", "Metric", "Model",
     "PluginError", "ReportSection", "Reporter", "RobenchError", "RunRecord", "ThreatModel",
-    "TrainingContext", "__version__", "hookimpl", "load", "run",
+    "TrainingContext", "__version__", "evaluate", "hookimpl", "load", "run",
 ]
