@@ -31,9 +31,9 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .components import ThreatModel
+from .components import Attack, Component, ThreatModel
 from .errors import ConfigError, PluginError, did_you_mean
 from .options import option_fields, parse_number, parse_options
 from .plugins import Registry, get_registry
@@ -299,7 +299,7 @@ class _Ctx:
         self.nested_components(cls, parsed, where)
         return ComponentSpec(kind, name, parsed, dict(options))
 
-    def nested_components(self, cls: type, parsed: Any, where: str) -> None:
+    def nested_components(self, cls: type[Component], parsed: Any, where: str) -> None:
         """Validate the components an options instance names.
 
         An option whose field metadata holds ``component = KIND`` names a plugin of that
@@ -565,7 +565,8 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
         check_device(device, "experiment.device")
     except ConfigError as err:
         raise ctx.error("experiment.device", err.reason) from None
-    output = _path(ctx, exp, "output", "experiment", f"runs/{name}")
+    # a path option with a default is never None
+    output = cast(str, _path(ctx, exp, "output", "experiment", f"runs/{name}"))
     model_cache = _path(ctx, exp, "model_cache", "experiment", None)
     executor_options = ctx.table(exp, "executor_options", "experiment.executor_options")
     executor = ctx.component("executor", exp.get("executor", "local"), executor_options,
@@ -606,7 +607,7 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
         if not isinstance(override, dict):
             raise ctx.error(f"{key}.training", "expected a table of training settings")
         merged = {**training_raw, **override}
-        host = ("name", "model", "training", "defenses")
+        host: tuple[str, ...] = ("name", "model", "training", "defenses")
         only = entry.get("defenses")
         if only is not None and (not isinstance(only, list) or not only
                                  or any(not isinstance(d, str) for d in only)):
@@ -701,7 +702,7 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
         )
         if spec.examples < 0:
             raise ctx.error(f"{key}.examples", f"expected an integer >= 0, got {spec.examples}")
-        attack_cls = registry.get("attack", spec.component.name)
+        attack_cls = cast("type[Attack]", registry.get("attack", spec.component.name))
         if targets and not attack_cls.supports_targets:
             raise ctx.error(f"{key}.targets",
                             f"attack {spec.component.name!r} has no targeted mode")
