@@ -19,9 +19,13 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, cast
 
 from . import __version__
 from .errors import ConfigError, RobenchError
+
+if TYPE_CHECKING:  # pragma: no cover - type hints only
+    from .components import Attack
 
 BLOCK_PREFIX = "no:"
 
@@ -103,8 +107,10 @@ def _cmd_plugins(args) -> int:
             if entry.kind != kind:
                 kind = entry.kind
                 print(f"{kind}s:")
-            extra = f" [{entry.cls.library}, {entry.cls.threat_model.value}]" \
-                if entry.kind == "attack" else ""
+            extra = ""
+            if entry.kind == "attack":
+                attack = cast("type[Attack]", entry.cls)
+                extra = f" [{attack.library}, {attack.threat_model.value}]"
             summary = entry.as_dict()["summary"]
             print(f"  {entry.name:<32} {entry.package} {entry.as_dict()['version']}{extra}"
                   f"  {summary}")

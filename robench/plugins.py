@@ -204,18 +204,6 @@ class Registry:
         return [self._entries[k][n] for k in KINDS for n in sorted(self._entries[k])]
 
 
-def _package_of_module(module: ModuleType) -> tuple[str, str]:
-    top = module.__name__.split(".")[0]
-    if top in ("robench", "robench_plugins"):
-        return "robench", __version__
-    for dist_name in metadata.packages_distributions().get(top, []):
-        try:
-            return dist_name, metadata.version(dist_name)
-        except metadata.PackageNotFoundError:  # pragma: no cover - odd installs
-            continue
-    return top, ""
-
-
 def _call_contained(impl: Any, argument: Any) -> str | None:
     """Call a hook implementation with ``argument`` for each of its parameters; return
     the error it raised (any ``BaseException`` but ``KeyboardInterrupt``), or None."""
