@@ -724,7 +724,8 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
         options = metrics_raw.get(metric, {})
         if not isinstance(options, dict):
             raise ctx.error(f"metrics.{metric}", "expected a table of options")
-        metrics.append(ctx.component("metric", metric, options, f"metrics.use[{i}]"))
+        metrics.append(ctx.component("metric", metric, options, f"metrics.use[{i}]",
+                                     options_key=f"metrics.{metric}"))
 
     ctx.current = "report"
     report = _parse_report(ctx, ctx.table(raw, "report", "report"))

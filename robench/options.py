@@ -168,10 +168,17 @@ def parse_options(options_cls: type, raw: dict[str, Any], *, key: str = "",
     try:
         return options_cls(**values)
     except (ValueError, TypeError) as err:
-        raise ConfigError(str(err), key=key or None) from None
+        raise ConfigError(str(err), key=_named_field(str(err), fields, prefix)
+                          or key or None) from None
     except Exception as err:  # a plugin's own check failed in an unforeseen way
         raise ConfigError(f"invalid options ({type(err).__name__}: {err})",
                           key=key or None) from None
+
+
+def _named_field(message: str, fields: typing.Iterable[str], prefix: str) -> str | None:
+    """The key path of the field a check's message starts with (``"lr must be ..."``)."""
+    first = message.split(" ", 1)[0]
+    return prefix + first if first in fields else None
 
 
 def _check_bounds(value: Any, field: dataclasses.Field, key: str) -> None:
