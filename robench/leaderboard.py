@@ -1,0 +1,115 @@
+"""The standard AutoAttack evaluation and a leaderboard-style JSON summary of a run.
+
+:func:`autoattack_standard` spells out AutoAttack's "standard" version (Croce & Hein
+(2020), Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks) as four torchattacks attacks with the reference settings made
+explicit: APGD-CE and APGD-T (9 target classes) with 100 iterations, FAB-T (9 target
+classes) with 100 iterations, and Square with 5,000 queries, one restart each.
+torchattacks' own ``AutoAttack`` runs its APGD with 10 iterations, so it is not used. The
+tables are ``[[attacks]]`` entries: pass them to :func:`robench.evaluate` or write them
+into an experiment file. An input counts as robust when every attack of the ensemble
+fails on it, which is what AutoAttack's sequential run reports.
+
+:func:`summary` reads a run's tidy results and returns what RobustBench's leaderboard
+lists per model (clean and robust accuracy, attacks, samples, threat model, budget,
+versions); :func:`write_leaderboard` writes it as ``leaderboard.json`` beside the report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EPSILON = {"linf": 8 / 255, "l2": 0.5}
+"""RobustBench's CIFAR-10 budgets per threat model."""
+
+NORMS = {"linf": "Linf", "l2": "L2"}
+ITERATIONS = 100
+SQUARE_QUERIES = 5000
+LEADERBOARD_FILE = "leaderboard.json"
+
+
+def autoattack_standard(threat_model: str = "linf", eps: float | None = None,
+                        samples: int | None = None) -> list[dict[str, Any]]:
+    """The four ``[[attacks]]`` tables of AutoAttack "standard" at budget ``eps``
+    (default: 8/255 for ``"linf"``, 0.5 for ``"l2"``) on the first ``samples`` inputs
+    (default: all)."""
+    if threat_model not in NORMS:
+        raise ValueError(f"AutoAttack standard is defined for {sorted(NORMS)}, "
+                         f"got {threat_model!r}")
+    eps = DEFAULT_EPSILON[threat_model] if eps is None else eps
+    common = {"norm": NORMS[threat_model], "n_restarts": 1, "epsilons": [eps]}
+    if samples is not None:
+        common["samples"] = samples
+    return [
+        {"name": "apgd-ce", "attack": "torchattacks.APGD", "loss": "ce",
+         "steps": ITERATIONS, "rho": 0.75, **common},
+        {"name": "apgd-t", "attack": "torchattacks.APGDT", "steps": ITERATIONS,
+         "rho": 0.75, **common},
+        {"name": "fab-t", "attack": "torchattacks.FAB", "multi_targeted": True,
+         "steps": ITERATIONS, **common},
+        {"name": "square", "attack": "torchattacks.Square", "n_queries": SQUARE_QUERIES,
+         "p_init": 0.8, "loss": "margin", **common},
+    ]
+
+
+def summary(results, attacks: Sequence[str] | None = None, eps: float | None = None,
+            versions: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One leaderboard entry per (dataset, model, defense, seed) of a tidy result frame.
+
+    ``attacks`` are the attack labels forming the ensemble (default: every attack);
+    ``eps`` the budget (default: the largest one all of them ran). Robust accuracy is
+    the fraction of inputs every attack failed on (clean mistakes count as not robust);
+    clean accuracy is measured on the same inputs.
+    """
+    frame = results[results["source"] == "data"]
+    attacks = sorted(frame["attack"].unique()) if attacks is None else list(attacks)
+    missing = sorted(set(attacks) - set(frame["attack"]))
+    if missing:
+        raise ValueError(f"no results for attack(s) {missing}")
+    frame = frame[frame["attack"].isin(attacks)]
+    if eps is None:
+        eps = min(frame.groupby("attack")["epsilon"].max())
+    at_eps = frame[(frame["epsilon"] - eps).abs() <= 1e-9 * max(1.0, eps)]
+    entries = []
+    for (dataset, model, defense, seed), group in at_eps.groupby(
+            ["dataset", "model", "defense", "seed"], sort=True):
+        ran = sorted(group["attack"].unique())
+        if ran != sorted(attacks):
+            raise ValueError(f"{model}/{defense}: attacks {sorted(set(attacks) - set(ran))} "
+                             f"did not run at eps={eps}")
+        per_sample = group.groupby("sample").agg(clean=("correct_clean", "all"),
+                                                 robust=("correct_adv", "all"))
+        entries.append({
+            "dataset": dataset, "model": model, "defense": defense, "seed": int(seed),
+            "threat_model": ",".join(sorted(group["threat_model"].unique())),
+            "epsilon": float(eps), "samples": len(per_sample),
+            "clean_accuracy": float(per_sample["clean"].mean()),
+            "robust_accuracy": float(per_sample["robust"].mean()),
+            "attacks": {a: {"library": g["library"].iat[0],
+                            "library_version": g["library_version"].iat[0]}
+                        for a, g in group.groupby("attack", sort=True)},
+            "versions": versions or {},
+        })
+    return entries
+
+
+def write_leaderboard(run, attacks: Sequence[str] | None = None, eps: float | None = None,
+                      path: str | Path | None = None) -> Path:
+    """Write :func:`summary` of a :class:`robench.api.Run` as JSON (default:
+    ``leaderboard.json`` in the run directory, beside the report); return the path.
+    Each attack's settings are those recorded in the run's configuration."""
+    record = run.store.read_run()  # run.json as stored
+    versions = {k: v for k, v in record.get("versions", {}).items() if isinstance(v, str)}
+    entries = summary(run.results, attacks, eps, versions=versions)
+    config = record.get("experiment", {}).get("config", {})
+    settings = {a.get("name", a.get("attack")): a for a in config.get("attacks", [])}
+    for entry in entries:
+        for label, info in entry["attacks"].items():
+            info["settings"] = {k: v for k, v in settings.get(label, {}).items()
+                                if k not in ("name", "epsilons")}
+    path = Path(path) if path is not None else Path(run.path) / LEADERBOARD_FILE
+    path.write_text(json.dumps(entries, indent=2, default=str) + "\n")
+    return path
