@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from .config import ExperimentSpec, load_experiment
 from .plugins import Registry
+from .record import RunRecord
 from .results import RunStore
 
 
 class Run:
     """A run directory, finished or partial.
 
-    ``results`` and ``metrics`` are tidy pandas DataFrames read from the directory;
-    ``report()`` (re)renders report.html / report.md from stored results alone.
+    ``record`` is run.json as a typed :class:`robench.record.RunRecord`; ``results``
+    and ``metrics`` are tidy pandas DataFrames read from the directory; ``report()``
+    (re)renders report.html / report.md from stored results alone.
     """
 
     def __init__(self, path: str | Path, *, registry: Registry | None = None):
         self.store = RunStore(path)
         self.registry = registry
-        self.record: dict[str, Any] = self.store.read_run()
+        self.record: RunRecord = self.store.record()
 
     @property
     def path(self) -> Path:
@@ -29,7 +30,7 @@ class Run:
     @property
     def status(self) -> str:
         """``done``, ``failed`` (some cell or unit failed), ``running`` or ``interrupted``."""
-        return self.record["status"]
+        return self.record.status
 
     @property
     def results(self):
@@ -47,19 +48,16 @@ class Run:
         return self.store.histories
 
     def failures(self) -> dict[str, str]:
-        """Failed cells and units, by id, with their error messages."""
-        out = {cid: rec.get("error", "") for cid, rec in self.record["cells"].items()
-               if rec.get("status") == "failed"}
-        out.update({uid: rec.get("error", "") for uid, rec in self.record["units"].items()
-                    if rec.get("status") == "failed"})
-        return out
+        """Every failure by id (failed cells and units, metrics that raised as
+        ``metric:NAME``), with its error message; see :meth:`RunRecord.failures`."""
+        return self.record.failures()
 
     def report(self, formats: tuple[str, ...] | None = None) -> dict[str, Path]:
         """Render the report into the run directory; returns paths by format."""
         from .report import render_report
 
         if formats is None:
-            formats = tuple(self.record["experiment"]["config"].get("report", {})
+            formats = tuple(self.record.experiment.config.get("report", {})
                             .get("formats", ("html", "md")))
         return render_report(self.path, registry=self.registry, formats=formats)
 

@@ -3,8 +3,10 @@
 An attack's own success flag is never trusted: each adversarial input is clipped to the
 dataset's bounds, its distance from the starting input is measured under the attack's
 threat model, and the model's prediction is recomputed. An adversarial input outside
-its budget (beyond a small numerical tolerance) does not count: its row keeps the
-measured distance, ``within_budget`` is False and the clean prediction stands.
+its budget (beyond a small numerical tolerance), or with a value that is not finite,
+does not count: its row keeps the measured distance, ``within_budget`` is False and the
+clean prediction stands. Attacks that return only predictions and distances have them
+checked (classes in range, distances finite and non-negative) and fail otherwise.
 """
 
 from __future__ import annotations
@@ -67,17 +69,32 @@ def predict(model, x: torch.Tensor, batch_size: int, device) -> tuple[torch.Tens
     return torch.cat(preds), torch.cat(confs), torch.cat(margins)
 
 
+def check_predictions(pred: torch.Tensor, dist: torch.Tensor, num_classes: int,
+                      eps: float) -> None:
+    """Raise ValueError unless an attack's own predictions are class indices in
+    ``[0, num_classes)`` and its distances are finite and non-negative."""
+    bad = (pred < 0) | (pred >= num_classes)
+    if bad.any():
+        raise ValueError(f"the attack predicted class {int(pred[bad][0])} at eps={eps}; "
+                         f"classes are 0..{num_classes - 1}")
+    bad = ~torch.isfinite(dist) | (dist < 0)
+    if bad.any():
+        raise ValueError(f"the attack reported distance {float(dist[bad][0])} at eps={eps}; "
+                         f"distances are finite and non-negative")
+
+
 def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
                 samples: np.ndarray, targets: torch.Tensor | None, *,
-                threat_model: ThreatModel, bounds: tuple[float, float], batch_size: int,
-                device, examples: int = 8) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+                threat_model: ThreatModel, bounds: tuple[float, float], num_classes: int,
+                batch_size: int, device,
+                examples: int = 8) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Re-check ``result`` and return (rows, example arrays for reports).
 
     ``x``/``y``/``samples``/``targets`` are the attacked inputs, labels, data set indices
     and targets (None when untargeted); the first ``examples`` inputs are kept as
-    arrays for reports. The rows carry every column of
-    :data:`robench.results.RESULT_COLUMNS` except the cell and attack identity, which the
-    runner adds, plus ``within_budget``.
+    arrays for reports. ``result.epsilons`` must be the requested budgets. The rows
+    carry every column of :data:`robench.results.RESULT_COLUMNS` except the cell and
+    attack identity, which the runner adds.
     """
     source = result.source
     if result.inputs is not None:
@@ -105,8 +122,10 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
                                  f"for inputs of shape {tuple(x.shape)} at eps={eps}")
             adv = adv.clamp(lo, hi) if np.isfinite([lo, hi]).all() else adv
             dist = distances(adv - x, threat_model)
-            ok = within_budget(dist, eps, threat_model, num_features)
-            pred, conf, margin = predict(model, adv, batch_size, device)
+            finite = torch.isfinite(adv.flatten(1)).all(1)
+            ok = within_budget(dist, eps, threat_model, num_features) & finite
+            pred, conf, margin = predict(model, torch.where(
+                finite.view(-1, *[1] * (adv.dim() - 1)), adv, x), batch_size, device)
             pred = torch.where(ok, pred, pred_clean)
             conf = torch.where(ok, conf, torch.nan)
             margin = torch.where(ok, margin, torch.nan)
@@ -118,6 +137,7 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
                                  "and distances")
             pred = result.predictions[i].cpu().long()
             dist = result.distances[i].cpu().float()
+            check_predictions(pred, dist, num_classes, eps)
             ok = within_budget(dist, eps, threat_model, num_features)
             conf = margin = torch.full((n,), torch.nan)
         pred_np = pred.numpy()

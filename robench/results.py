@@ -5,8 +5,13 @@ Layout of a run directory::
     run.json                provenance: config, hash, versions, device, seeds, timings,
                             per-cell and per-unit status (with tracebacks of failures)
     experiment.toml         the experiment file as it was run
-    results/                parquet parts, one per finished (cell, attack) unit;
-                            ``pandas.read_parquet("results")`` reads them all
+    results/                parquet parts, one per finished (cell, attack) unit of the
+                            current configuration; ``pandas.read_parquet("results")``
+                            reads them all. Each part carries its unit's key and record
+                            in the parquet metadata (:func:`part_info`)
+    superseded/             parts of units the configuration no longer has, or computed
+                            under an older configuration (never deleted)
+    damaged/                files a resumed run found unreadable, set aside and recomputed
     metrics.parquet         tidy metrics table (metric, value, grouping columns)
     cells/<cell>/history.parquet      per-epoch train/test loss and accuracy
     cells/<cell>/metrics.parquet      metrics computed while the model was loaded
@@ -64,6 +69,42 @@ def atomic_write_parquet(path: Path, frame) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+PART_METADATA_KEY = b"robench.unit"
+"""Parquet metadata key of a results part: JSON ``{"key": unit key, "record": {...}}``."""
+
+
+def write_part(path: Path, frame, key: str, record: dict[str, Any]) -> None:
+    """Write a results part atomically, with its unit ``key`` and ``record`` (the
+    unit's run.json entry) in the parquet metadata, so a part identifies itself."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = json.dumps({"key": key, "record": record}, default=str).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           PART_METADATA_KEY: meta})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def part_info(path: Path) -> dict[str, Any]:
+    """``{"key": ..., "record": ...}`` stored in a results part (empty for a part written
+    without them); raises ``OSError``/``ValueError`` when the file is damaged. Reads only
+    the file's footer."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).schema_arrow.metadata or {}
+    raw = meta.get(PART_METADATA_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -130,29 +171,37 @@ class RunStore:
         atomic_write_json(self.run_json_path, record.to_dict())
 
     # --------------------------------------------------------------- frames
-    def done_units(self, record: dict[str, Any] | None = None) -> list[str]:
-        """Unit ids whose results part is complete, as recorded in run.json (or in
-        ``record``, an already parsed run.json)."""
-        units = (record if record is not None else self.read_run()).get("units", {})
-        return [u for u, rec in units.items() if rec.get("status") == "done"]
-
     @property
     def results(self):
         """The tidy per-sample frame of every finished unit (empty frame if none).
 
-        ``frame.attrs`` carries what the dataset declared (``num_classes``, ``bounds``,
-        ``eps_scale``), so metrics know chance level without the data.
+        Each part is checked against run.json: a part whose stored unit key is not the
+        recorded one, or a finished unit without its part, is a RobenchError naming the
+        file (rerun the experiment to recompute it). ``frame.attrs`` carries what the
+        dataset declared (``num_classes``, ``bounds``, ``eps_scale``), so metrics know
+        chance level without the data.
         """
         import pandas as pd
 
-        record = self.read_run()
-        parts = [self.part_path(u) for u in self.done_units(record)]
-        parts = [p for p in parts if p.is_file()]
-        if not parts:
+        record = self.record()
+        frames = []
+        for unit_id in record.done_units():
+            path = self.part_path(unit_id)
+            try:
+                stored = part_info(path).get("key")
+            except (OSError, ValueError) as err:
+                raise RobenchError(f"{path}: missing or damaged results part ({err}); run "
+                                   f"the experiment again to recompute it") from None
+            if stored != record.units[unit_id].key:
+                raise RobenchError(f"{path}: holds unit key {stored!r}, but run.json records "
+                                   f"{record.units[unit_id].key!r} for {unit_id}; run the "
+                                   f"experiment again to recompute it")
+            frames.append(pd.read_parquet(path))
+        if not frames:
             frame = pd.DataFrame(columns=list(RESULT_COLUMNS))
         else:
-            frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-        data = record.get("data") or {}
+            frame = pd.concat(frames, ignore_index=True)
+        data = record.data or {}
         frame.attrs.update({k: data[k] for k in ("num_classes", "bounds", "eps_scale")
                             if k in data})
         return frame
@@ -172,12 +221,12 @@ class RunStore:
         import pandas as pd
 
         frames = []
-        for cell_id, rec in self.read_run().get("cells", {}).items():
+        for cell_id, rec in self.record().cells.items():
             path = self.cell_dir(cell_id) / "history.parquet"
             if path.is_file():
                 frame = pd.read_parquet(path)
                 for col in CELL_COLUMNS:
-                    frame[col] = rec["cell"][col]
+                    frame[col] = rec.cell[col]
                 frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -2,80 +2,121 @@
 
 A *cell* is (dataset, model, defense stack, seed): one trained model. A *unit* is
 (cell, attack): one attack's whole epsilon sweep on that model, the smallest piece of
-work whose results are stored. Each finished unit is written atomically to its own
-parquet part and marked done in run.json, so a rerun skips it. Seeds derive from the
-identity of a cell (and unit), never from the order of work, so a resumed run gives the
-same numbers as an uninterrupted one. Models are cached under ``models/`` (or the
-experiment's ``model_cache``, shared between runs) by a hash of everything that
-determines them, with their training history beside them. One failing cell or unit is
-recorded with its traceback and the others still run.
+work whose results are stored. The runner hands each pending cell to the experiment's
+executor as picklable work (:mod:`robench.work`); the work writes each finished unit
+atomically to its own parquet part, which carries the unit's key and record, and
+returns the record entries, which this process alone writes to run.json. A rerun skips
+every unit whose part is intact and holds its key, including a part written just before
+an interruption and not yet recorded; damaged parts, run.json and cached models are set
+aside into ``damaged/`` with a message naming the file, and recomputed.
+
+Cache keys hash everything that determines a result (see :func:`plan`); seeds derive
+from the identity of a cell (labels and seed) and of an attack (label and seed), never
+from the keys or the order of work, so a resumed run gives the same numbers as an
+uninterrupted one and every defense of one seed faces the same attack randomness.
+Models are cached under ``models/`` (or the experiment's ``model_cache``, shared
+between runs) with their training history beside them. One failing cell, unit or
+metric is recorded with its traceback, the others still run, and the run's status is
+``failed``. A rerun with nothing to do imports no torch and recomputes no metric.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import os
 import platform
 import subprocess
+import sys
 import time
 import traceback
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from . import __version__
-from .config import AttackSpec, DefenseStack, ExperimentSpec, ModelSpec, stable_hash
-from .plugins import Registry, get_registry
-from .results import RESULT_COLUMNS, RunStore, atomic_write_bytes, atomic_write_parquet
+from .config import AttackSpec, ComponentSpec, ExperimentSpec, stable_hash
+from .errors import RobenchError
+from .plugins import DEFAULT_PLUGINS, Registry, get_registry
+from .record import AttackRecord, CellRecord, ExperimentRecord, RunRecord, UnitRecord
+from .results import RunStore, atomic_write_bytes, atomic_write_parquet, part_info
+from .work import (
+    Cell,
+    CellOutcome,
+    CellWork,
+    Unit,
+    Worker,
+    component_raw,
+    metrics_key,
+    run_cell,
+    set_aside,
+)
 
 LIBRARIES = ("torch", "torchvision", "adversarial-robustness-toolbox", "foolbox",
              "torchattacks", "numpy", "pandas", "scikit-learn", "pluggy")
 
 
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One trained model: a model entry, a defense stack and a seed."""
-
-    model: ModelSpec
-    defense: DefenseStack
-    seed: int
-    dataset: str
-    key: str  # hash of everything that determines the trained weights
-
-    @property
-    def id(self) -> str:
-        return f"{self.model.label}--{self.defense.label}--s{self.seed}"
-
-    @property
-    def torch_seed(self) -> int:
-        return int(self.key[:8], 16)
-
-    def identity(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "model": self.model.label,
-                "defense": self.defense.label, "seed": self.seed, "cell": self.id}
+ATTACK_DISTRIBUTIONS = {"art": "adversarial-robustness-toolbox"}
+"""Distribution names of attack libraries whose ``Attack.library`` differs from them."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Unit:
-    """One attack's sweep on one cell."""
-
-    cell: Cell
-    attack: AttackSpec
-    key: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.cell.id}--{self.attack.label}"
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
-def _component_raw(spec) -> dict[str, Any]:
-    return {"name": spec.name, "options": dataclasses.asdict(spec.options)}
+def _file_digest(path: str, base: Path) -> str | None:
+    """SHA-256 of the file ``path`` (absolute, or relative to the working directory or to
+    ``base``); None when there is no such file."""
+    for candidate in (Path(path).expanduser(), base / path):
+        if candidate.is_file():
+            with open(candidate, "rb") as fh:
+                return hashlib.file_digest(fh, "sha256").hexdigest()
+    return None
 
 
-def plan(spec: ExperimentSpec) -> tuple[list[Cell], list[Unit]]:
-    """The cells and units of an experiment, in execution order."""
+class _Keys:
+    """The identity of components in cache keys: name, options, version of the component
+    and of its plugin package, and the content of any ``checkpoint`` file it reads."""
+
+    def __init__(self, spec: ExperimentSpec, registry: Registry):
+        self.registry = registry
+        self.base = Path(spec.file).parent
+
+    def component(self, spec: ComponentSpec) -> dict[str, Any]:
+        entry = self.registry.entry(spec.kind, spec.name)
+        out = {**component_raw(spec), "version": entry.cls.version,
+               "package": [entry.package, entry.version]}
+        checkpoint = getattr(spec.options, "checkpoint", None)
+        if isinstance(checkpoint, str) and checkpoint:
+            out["checkpoint_content"] = _file_digest(checkpoint, self.base)
+        if spec.kind == "attack":
+            library = getattr(entry.cls, "library", None) or ""
+            out["library"] = [library, _version(ATTACK_DISTRIBUTIONS.get(library, library))]
+        return out
+
+
+def plan(spec: ExperimentSpec, registry: Registry | None = None
+         ) -> tuple[list[Cell], list[Unit]]:
+    """The cells and units of an experiment, in execution order.
+
+    A cell's key hashes the data (dataset plugin, options, version, root and subset),
+    the model and defense components (options, versions, checkpoint contents), the
+    training settings, the seed and torch's version; a unit's key hashes its cell's
+    key, the attack component (options, versions, its library's version), the budgets,
+    samples, targets and the source cell's key. Raises RobenchError if two cells or
+    units would share an id.
+    """
+    keys = _Keys(spec, registry or get_registry())
     data = spec.data
-    data_key = {"dataset": _component_raw(data.dataset), "train_subset": data.train_subset}
+    data_key = {"dataset": keys.component(data.dataset), "root": data.root,
+                "train_subset": data.train_subset}
+    torch_version = _version("torch")
     cells, units = [], []
     for model in spec.models:
         stacks = [s for s in spec.defenses
@@ -83,22 +124,29 @@ def plan(spec: ExperimentSpec) -> tuple[list[Cell], list[Unit]]:
         for stack in stacks:
             for seed in spec.seeds:
                 key = stable_hash({
-                    "data": data_key, "model": _component_raw(model.component),
+                    "data": data_key, "model": keys.component(model.component),
                     "training": dataclasses.asdict(model.training),
-                    "defenses": [_component_raw(d) for d in stack.defenses], "seed": seed,
+                    "defenses": [keys.component(d) for d in stack.defenses], "seed": seed,
+                    "torch": torch_version,
                 })
                 cells.append(Cell(model, stack, seed, data.dataset.name, key))
     by_labels = {(c.model.label, c.defense.label, c.seed): c for c in cells}
+    attacks = {a.label: keys.component(a.component) for a in spec.attacks}
     for cell in cells:
         for attack in spec.attacks:
             source_key = (by_labels[(*attack.source, cell.seed)].key if attack.source else None)
             key = stable_hash({
-                "cell": cell.key, "attack": _component_raw(attack.component),
+                "cell": cell.key, "attack": attacks[attack.label],
                 "epsilons": attack.epsilons, "samples": attack.samples,
                 "test_subset": data.test_subset, "targets": attack.targets,
                 "source": source_key,
             })
             units.append(Unit(cell, attack, key))
+    for kind, ids in (("cell", [c.id for c in cells]), ("unit", [u.id for u in units])):
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if twice:
+            raise RobenchError(f"{spec.file}: two {kind}s would share the id "
+                               f"{twice[0]!r}; rename a label")
     return cells, units
 
 
@@ -110,8 +158,6 @@ def resolve_device(device: str):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from .errors import RobenchError
-
         raise RobenchError(f"device {device!r} requested but CUDA is not available; "
                            f"use --device cpu or auto")
     return dev
@@ -136,14 +182,31 @@ def _git_commit(path: Path) -> str | None:
         return None
 
 
-def _json_scalars(details: dict[str, Any]) -> dict[str, Any]:
-    """The entries of an attack's ``details`` that belong in run.json (no tensors)."""
-    return {k: v for k, v in details.items()
-            if v is None or isinstance(v, (str, bool, int, float))}
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
+
+
+def thread_count(spec: ExperimentSpec, executor) -> int:
+    """torch's intra-op threads per worker: ``[experiment] threads``, else the cores
+    divided by the executor's ``workers`` (1 for the local executor), at least 1."""
+    if spec.threads:
+        return spec.threads
+    return max(1, _cores() // max(1, int(getattr(executor, "workers", 1) or 1)))
+
+
+def _plugin_modules(registry: Registry) -> tuple[str, ...]:
+    """Plugin modules registered directly (not built in, not through an entry point),
+    which a worker process's registry must import itself."""
+    return tuple(name for name, plugin in registry.pm.list_name_plugin()
+                 if isinstance(plugin, ModuleType) and name == plugin.__name__
+                 and name not in DEFAULT_PLUGINS)
 
 
 class Runner:
@@ -157,344 +220,222 @@ class Runner:
         self.store = RunStore(out or spec.output)
         self.device_name = device or spec.device
         self.progress = progress
-        self.cells, self.units = plan(spec)
-        self._models: dict[str, Any] = {}
-        self._data = None
+        self.cells, self.units = plan(spec, self.registry)
         self.model_dir = (Path(spec.model_cache).expanduser() if spec.model_cache
                           else self.store.path / "models")
+        self.messages: list[str] = []
 
     def model_path(self, cell: Cell) -> Path:
         """Where the trained weights of ``cell`` are cached."""
         return self.model_dir / f"{cell.key}.pt"
 
+    def worker(self, device) -> Worker:
+        """An in-process :class:`robench.work.Worker` for this run's cells on ``device``."""
+        return Worker(self.spec, self.registry, str(device), self.store.path, self.model_dir)
+
     # ------------------------------------------------------------------ record
-    def _init_record(self) -> dict[str, Any]:
-        previous = self.store.read_run() if self.store.exists() else {}
-        old_units = previous.get("units", {})
+    def _say(self, message: str) -> None:
+        self.messages.append(message)
+        print(f"robench: {message}", file=sys.stderr)
+
+    def _previous(self) -> RunRecord | None:
+        """The stored record; a damaged run.json is set aside (and its units recovered
+        from their parts)."""
+        if not self.store.exists():
+            return None
+        try:
+            return self.store.record()
+        except RobenchError as err:
+            target = set_aside(self.store.run_json_path, self.store.path / "damaged")
+            self._say(f"{err}; moved to {target}, recovering the finished units from "
+                      f"their results parts")
+            return None
+
+    def _init_record(self, previous: RunRecord | None) -> RunRecord:
+        old_units = previous.units if previous else {}
+        old_cells = previous.cells if previous else {}
+        live = {self.store.part_path(u.id): u for u in self.units}
+        for path in sorted(self.store.results_dir.glob("*.parquet")):
+            if path not in live:  # a unit this configuration no longer has
+                self._supersede(path, (old_units.get(path.stem) or UnitRecord(
+                    "", "", "unknown")).key)
         units = {}
         for unit in self.units:
-            rec = old_units.get(unit.id)
-            if rec and rec.get("key") == unit.key and rec.get("status") == "done" \
-                    and self.store.part_path(unit.id).is_file():
-                units[unit.id] = rec
-            else:
-                if rec and self.store.part_path(unit.id).is_file():
-                    self._supersede(unit.id, rec.get("key", "unknown"))
-                units[unit.id] = {"cell": unit.cell.id, "attack": unit.attack.label,
-                                  "key": unit.key, "status": "pending"}
-        cells = {c.id: {"cell": c.identity(), "key": c.key,
-                        **{k: v for k, v in previous.get("cells", {}).get(c.id, {}).items()
-                           if k not in ("cell", "key")}} for c in self.cells}
-        return {
-            "robench_version": __version__,
-            "experiment": {"name": self.spec.name, "file": self.spec.file,
-                           "config": self.spec.raw, "config_hash": self.spec.config_hash},
-            "data": previous.get("data"),
-            "versions": _versions(self.registry),
-            "git_commit": _git_commit(Path.cwd()),
-            "device": None, "seeds": list(self.spec.seeds),
-            "started": _now(), "finished": None, "duration_s": None, "status": "running",
-            "attacks": {a.label: self._attack_record(a) for a in self.spec.attacks},
-            "cells": cells, "units": units,
-        }
+            units[unit.id] = self._unit_record(unit, old_units.get(unit.id))
+        cells = {}
+        for c in self.cells:
+            old = old_cells.get(c.id)
+            keep = dataclasses.asdict(old) if old is not None and old.key == c.key else {}
+            keep.update(cell=c.identity(), key=c.key)
+            cells[c.id] = CellRecord(**keep)
+        return RunRecord(
+            experiment=ExperimentRecord(name=self.spec.name, file=self.spec.file,
+                                        config=self.spec.raw,
+                                        config_hash=self.spec.config_hash),
+            robench_version=__version__, status="running",
+            data=previous.data if previous else None,
+            versions=_versions(self.registry), git_commit=_git_commit(Path.cwd()),
+            device=previous.device if previous else None, seeds=list(self.spec.seeds),
+            started=_now(),
+            attacks={a.label: self._attack_record(a) for a in self.spec.attacks},
+            cells=cells, units=units,
+            metric_errors=dict(previous.metric_errors) if previous else {},
+            extra=dict(previous.extra) if previous else {})
 
-    def _attack_record(self, spec: AttackSpec) -> dict[str, Any]:
+    def _unit_record(self, unit: Unit, old: UnitRecord | None) -> UnitRecord:
+        """``unit``'s record: done when its part is intact and holds its key (a part
+        written just before an interruption is adopted from its own metadata); a part of
+        another key is superseded, a damaged one set aside."""
+        path = self.store.part_path(unit.id)
+        pending = UnitRecord(cell=unit.cell.id, attack=unit.attack.label, key=unit.key)
+        if not path.is_file():
+            return pending
+        try:
+            info = part_info(path)
+        except (OSError, ValueError) as err:
+            target = set_aside(path, self.store.path / "damaged")
+            self._say(f"{path}: damaged results part ({err}); moved to {target}, "
+                      f"recomputing it")
+            return pending
+        if info.get("key") != unit.key:
+            self._supersede(path, info.get("key") or (old.key if old else "unknown"))
+            return pending
+        if old is not None and old.key == unit.key and old.status == "done":
+            return old
+        stored = dict(info.get("record") or {})
+        fields = {f.name for f in dataclasses.fields(UnitRecord)} - {"extra"}
+        return UnitRecord(**{k: v for k, v in stored.items() if k in fields},
+                          extra={k: v for k, v in stored.items() if k not in fields})
+
+    def _attack_record(self, spec: AttackSpec) -> AttackRecord:
+        cls = self.registry.get("attack", spec.component.name)
         attack = spec.component.create(self.registry)  # the instance knows its threat model
-        return {"component": spec.component.name, "library": attack.library,
-                "threat_model": attack.threat_model.value, "epsilons": list(spec.epsilons),
-                "source": spec.source}
+        return AttackRecord(component=spec.component.name, library=cls.library,
+                            threat_model=attack.threat_model.value,
+                            epsilons=list(spec.epsilons),
+                            source=list(spec.source) if spec.source else None)
 
-    def _supersede(self, unit_id: str, old_key: str) -> None:
+    def _supersede(self, path: Path, old_key: str) -> None:
         """Move a part computed under an older configuration aside (never delete data)."""
-        target = self.store.path / "superseded" / f"{unit_id}.{old_key}.parquet"
+        target = self.store.path / "superseded" / f"{path.stem}.{old_key}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.store.part_path(unit_id).replace(target)
+        path.replace(target)
 
     def _save(self) -> None:
-        self.store.write_run(self.record)
-
-    # ------------------------------------------------------------------ data
-    def data(self):
-        """The dataset with the experiment's subsets applied (loaded once)."""
-        if self._data is None:
-            from .components import LoadedData
-
-            spec = self.spec.data
-            loaded = spec.dataset.create(self.registry).load(spec.root)
-            tr, te = spec.train_subset, spec.test_subset
-            self._data = LoadedData(loaded.info, loaded.x_train[:tr], loaded.y_train[:tr],
-                                    loaded.x_test[:te], loaded.y_test[:te])
-            info = dataclasses.asdict(loaded.info)
-            info.update(n_train=len(self._data.x_train), n_test=len(self._data.x_test))
-            self.record["data"] = info
-        return self._data
-
-    # ------------------------------------------------------------------ models
-    def _training_context(self, cell: Cell, generator):
-        from .components import TrainingContext
-
-        def make_attack(name: str, options: dict[str, Any]):
-            from .config import component_spec
-
-            return component_spec("attack", name, options, registry=self.registry,
-                                  where=f"defenses.{cell.defense.label}").create(self.registry)
-
-        return TrainingContext(info=self.data().info, device=self.device, epochs=
-                               cell.model.training.epochs, generator=generator,
-                               attack=make_attack)
-
-    def model_for(self, cell: Cell):
-        """The trained model of ``cell``: from memory, the cache, or by training it."""
-        import torch
-
-        if cell.key in self._models:
-            return self._models[cell.key]
-        data = self.data()
-        rec = self.record["cells"][cell.id]
-        path = self.model_path(cell)
-        history_path = self.store.cell_dir(cell.id) / "history.parquet"
-        cached_history = path.with_suffix(".history.parquet")
-        factory = cell.model.component.create(self.registry)
-        defenses = [d.create(self.registry) for d in cell.defense.defenses]
-        torch.manual_seed(cell.torch_seed)
-        generator = torch.Generator().manual_seed(cell.torch_seed)
-        ctx = self._training_context(cell, generator)
-        model = factory.build(data.info)
-        for defense in defenses:
-            model = defense.wrap_model(model, ctx)
-        model = model.to(self.device)
-        start = time.perf_counter()
-        if path.is_file():
-            model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
-            rec["cached"] = True
-            if not history_path.is_file() and cached_history.is_file():
-                atomic_write_bytes(history_path, cached_history.read_bytes())
-        else:
-            factory.init_from_data(model, data.x_train.to(self.device),
-                                   data.y_train.to(self.device))
-            from .training import train
-
-            history = train(model, factory, data, cell.model.training, defenses, ctx,
-                            progress=self.progress, desc=f"train {cell.id}")
-            atomic_write_parquet(history_path, history)
-            atomic_write_parquet(cached_history, history)
-            import io
-
-            buffer = io.BytesIO()
-            torch.save(model.state_dict(), buffer)
-            atomic_write_bytes(path, buffer.getvalue())
-            rec["cached"] = False
-            rec["train_seconds"] = round(time.perf_counter() - start, 3)
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self._store_first_layer(cell, model)
-        rec["status"] = "trained"
-        rec["history"] = history_path.is_file()
-        if len(self._models) >= 2:
-            self._models.pop(next(iter(self._models)))
-        self._models[cell.key] = model
-        return model
-
-    def _store_first_layer(self, cell: Cell, model) -> None:
-        """Keep the first weight layer (conv filters or linear rows) for filter figures."""
-        import io
-
-        import numpy as np
-
-        path = self.store.first_layer_path(cell.id)
-        if path.is_file():
-            return
-        weight = next((p for p in model.parameters() if p.dim() >= 2), None)
-        if weight is None:
-            return
-        buffer = io.BytesIO()
-        np.save(buffer, weight.detach().cpu().float().numpy())
-        atomic_write_bytes(path, buffer.getvalue())
-
-    # ------------------------------------------------------------------ attacks
-    def _targets(self, y, mode: str | None, num_classes: int, generator):
-        import torch
-
-        if mode is None:
-            return None, None
-        if mode == "all":
-            others = torch.stack([torch.tensor([c for c in range(num_classes) if c != int(lab)])
-                                  for lab in y])
-            return others.flatten(), torch.arange(len(y)).repeat_interleave(num_classes - 1)
-        offset = torch.randint(1, num_classes, (len(y),), generator=generator)
-        return (y + offset) % num_classes, torch.arange(len(y))
-
-    def run_unit(self, unit: Unit) -> None:
-        """Run one attack sweep on one cell and store its rows atomically."""
-        import numpy as np
-        import torch
-
-        from .components import ThreatModel
-        from .evaluation import result_rows
-
-        data = self.data()
-        cell, spec = unit.cell, unit.attack
-        model = self.model_for(cell)
-        source = None
-        if spec.source:
-            src = next(c for c in self.cells if (c.model.label, c.defense.label, c.seed)
-                       == (*spec.source, cell.seed))
-            source = self.model_for(src)
-        attack = spec.component.create(self.registry)
-        generator = torch.Generator().manual_seed(int(unit.key[:8], 16))
-        n = min(spec.samples or len(data.x_test), len(data.x_test))
-        x, y = data.x_test[:n], data.y_test[:n]
-        samples = np.arange(n)
-        targets, index = self._targets(y, spec.targets, data.info.num_classes, generator)
-        if index is not None:
-            x, y, samples = x[index], y[index], samples[index.numpy()]
-        start = time.perf_counter()
-        result = attack.run(model, x.to(self.device), y.to(self.device), list(spec.epsilons),
-                            bounds=data.info.bounds,
-                            targets=None if targets is None else targets.to(self.device),
-                            source_model=source, generator=generator)
-        rows, arrays = result_rows(
-            model, result, x, y, samples, targets,
-            threat_model=ThreatModel(attack.threat_model), bounds=data.info.bounds,
-            batch_size=getattr(attack.options, "batch_size", 256), device=self.device,
-            examples=spec.examples)
-        for col, value in cell.identity().items():
-            rows[col] = value
-        rows["attack"] = spec.label
-        rows["attack_component"] = spec.component.name
-        rows["library"] = result.library or type(attack).library
-        rows["library_version"] = result.library_version
-        rows["threat_model"] = ThreatModel(attack.threat_model).value
-        rows = rows[list(RESULT_COLUMNS)]
-        atomic_write_parquet(self.store.part_path(unit.id), rows)
-        if arrays:
-            path = self.store.artifact_path(cell.id, spec.label)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            import io
-
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, **arrays)
-            atomic_write_bytes(path, buffer.getvalue())
-        over = int((~rows["within_budget"]).sum())
-        self.record["units"][unit.id].update(
-            status="done", seconds=round(time.perf_counter() - start, 3), rows=len(rows),
-            over_budget=over, library=rows["library"].iat[0] if len(rows) else None,
-            library_version=result.library_version, details=_json_scalars(result.details),
-            error=None,
-            traceback=None)
+        self.store.write_record(self.record)
 
     # ------------------------------------------------------------------ metrics
-    def _cell_metrics(self, cell: Cell, model) -> None:
-        import pandas as pd
-
-        from .components import CellData
-        from .metric_pipeline import cell_rows
-
-        history_path = self.store.cell_dir(cell.id) / "history.parquet"
-        history = pd.read_parquet(history_path) if history_path.is_file() else pd.DataFrame()
-
-        def make_attack(name: str, options: dict[str, Any]):
-            from .config import component_spec
-
-            return component_spec("attack", name, options, registry=self.registry,
-                                  where="metrics").create(self.registry)
-
-        cell_data = CellData(cell.identity(), model, self.data(), history, self.device,
-                             attack=make_attack)
-        rows, errors = cell_rows([m.create(self.registry) for m in self.spec.metrics],
-                                 cell_data)
-        self.record["cells"][cell.id]["metric_errors"] = errors
-        path = self.store.cell_dir(cell.id) / "metrics.parquet"
-        if len(rows):
-            atomic_write_parquet(path, rows)
-        self.record["cells"][cell.id]["metrics_key"] = self._metrics_key(cell)
-
-    def _metrics_key(self, cell: Cell) -> str:
-        return stable_hash({"cell": cell.key, "metrics": [_component_raw(m)
-                                                          for m in self.spec.metrics]})
+    def _metrics_fingerprint(self) -> str:
+        """Hash of what the run-level metrics are computed from."""
+        return stable_hash({
+            "units": {u: r.key for u, r in self.record.units.items() if r.status == "done"},
+            "cells": {c: r.metrics_key for c, r in self.record.cells.items()},
+            "metrics": [component_raw(m) for m in self.spec.metrics],
+            "versions": self.record.versions})
 
     def compute_metrics(self):
-        """Metrics over the stored results plus the per-cell metric rows (the stages of
-        :mod:`robench.metric_pipeline`)."""
-        from .metric_pipeline import compute
+        """Metrics over the stored results plus the per-cell metric rows."""
+        import pandas as pd
 
-        metrics, errors = compute([m.create(self.registry) for m in self.spec.metrics],
-                                  self.store.results, self.store.cell_metrics())
+        results = self.store.results
+        frames = [self.store.cell_metrics()]
+        errors = {k: v for k, v in self.record.metric_errors.items() if "@" in k}
+        for metric_spec in self.spec.metrics:
+            try:
+                rows = metric_spec.create(self.registry).from_results(results)
+            except Exception:
+                errors[metric_spec.name] = traceback.format_exc()
+                continue
+            if rows is not None and len(rows):
+                frames.append(rows)
+        frames = [f for f in frames if len(f)]
+        metrics = pd.concat(frames, ignore_index=True) if frames else \
+            pd.DataFrame(columns=["metric", "value"])
         atomic_write_parquet(self.store.metrics_path, metrics)
-        self.record["metric_errors"] = errors
+        self.record.metric_errors = errors
         return metrics
 
     # ------------------------------------------------------------------ main
     def run(self) -> RunStore:
         """Run every pending unit, compute metrics, write the report; return the store."""
-        from tqdm.auto import tqdm
-
-        self.device = resolve_device(self.device_name)
         self.store.path.mkdir(parents=True, exist_ok=True)
-        self.record = self._init_record()
-        self.record["device"] = str(self.device)
+        self.record = self._init_record(self._previous())
         if Path(self.spec.file).is_file():
-            atomic_write_bytes(self.store.path / "experiment.toml",
-                               Path(self.spec.file).read_bytes())
-        self._save()
+            text = Path(self.spec.file).read_bytes()
+            copy = self.store.path / "experiment.toml"
+            if not copy.is_file() or copy.read_bytes() != text:
+                atomic_write_bytes(copy, text)
         began = time.perf_counter()
+        pending_units = {u.id for u in self.units if self.record.units[u.id].status != "done"}
         units_by_cell: dict[str, list[Unit]] = {}
         for unit in self.units:
             units_by_cell.setdefault(unit.cell.id, []).append(unit)
         pending = [c for c in self.cells
-                   if any(self.record["units"][u.id]["status"] != "done"
-                          for u in units_by_cell[c.id])
-                   or self.record["cells"][c.id].get("metrics_key") != self._metrics_key(c)]
+                   if any(u.id in pending_units for u in units_by_cell[c.id])
+                   or self.record.cells[c.id].metrics_key != metrics_key(c, self.spec)]
+        self._save()
+        if pending:
+            self._run_cells(pending, units_by_cell, pending_units)
+        if self.record.extra.get("metrics_fingerprint") != self._metrics_fingerprint() \
+                or not self.store.metrics_path.is_file():
+            self.compute_metrics()
+            self.record.extra["metrics_fingerprint"] = self._metrics_fingerprint()
+        failed = self.record.failures()
+        self.record.status = "failed" if failed else "done"
+        self.record.finished = _now()
+        self.record.duration_s = round(time.perf_counter() - began, 3)
+        self._save()
+        return self.store
+
+    def _run_cells(self, pending: list[Cell], units_by_cell: dict[str, list[Unit]],
+                   pending_units: set[str]) -> None:
+        """Hand the pending cells to the executor and record each outcome as it comes."""
+        from tqdm.auto import tqdm
+
+        device = resolve_device(self.device_name)
         executor = self.spec.executor.create(self.registry)
-        bar = tqdm(total=sum(len(units_by_cell[c.id]) for c in pending), desc=self.spec.name,
+        threads = thread_count(self.spec, executor)
+        self.record.device = str(device)
+        self.record.extra["threads"] = threads
+        local = self.worker(device)
+        by_labels = {(c.model.label, c.defense.label, c.seed): c for c in self.cells}
+        plugins = _plugin_modules(self.registry)
+        works = []
+        for cell in pending:
+            units = tuple(u for u in units_by_cell[cell.id] if u.id in pending_units)
+            sources = tuple({by_labels[(*u.attack.source, cell.seed)]
+                             for u in units if u.attack.source})
+            works.append(CellWork(
+                spec=self.spec, cell=cell, units=units, sources=sources,
+                run_dir=str(self.store.path), model_dir=str(self.model_dir),
+                device=str(device), threads=threads,
+                cell_metrics=self.record.cells[cell.id].metrics_key
+                != metrics_key(cell, self.spec),
+                plugins=plugins, progress=self.progress, worker=local))
+        bar = tqdm(total=sum(len(w.units) for w in works), desc=self.spec.name,
                    unit="attack", disable=not self.progress)
-        self.record["status"] = "running"
         try:
-            for cell, _ in executor.map(lambda c: self._run_cell(c, units_by_cell[c.id], bar),
-                                        pending):
+            for work, outcome in executor.map(run_cell, works):
+                self._record_outcome(work, outcome)
                 self._save()
+                bar.update(len(work.units))
         except KeyboardInterrupt:
-            self.record["status"] = "interrupted"
+            self.record.status = "interrupted"
             self._save()
             raise
         finally:
             bar.close()
-        self.compute_metrics()
-        failed = [u for u, r in self.record["units"].items() if r["status"] != "done"]
-        self.record["status"] = "failed" if failed else "done"
-        self.record["finished"] = _now()
-        self.record["duration_s"] = round(time.perf_counter() - began, 3)
-        self._save()
-        return self.store
 
-    def _run_cell(self, cell: Cell, units: list[Unit], bar) -> None:
-        rec = self.record["cells"][cell.id]
-        try:
-            model = self.model_for(cell)
-            if rec.get("metrics_key") != self._metrics_key(cell):
-                self._cell_metrics(cell, model)
-            rec.update(status="done", error=None, traceback=None)
-        except Exception as err:
-            rec.update(status="failed", error=f"{type(err).__name__}: {err}",
-                       traceback=traceback.format_exc())
-            for unit in units:
-                if self.record["units"][unit.id]["status"] != "done":
-                    self.record["units"][unit.id].update(status="failed",
-                                                         error=f"cell failed: {rec['error']}")
-            bar.update(len(units))
-            return
-        self._save()
-        for unit in units:
-            if self.record["units"][unit.id]["status"] == "done":
-                bar.update(1)
-                continue
-            bar.set_postfix_str(unit.id)
-            try:
-                self.run_unit(unit)
-            except Exception as err:
-                self.record["units"][unit.id].update(
-                    status="failed", error=f"{type(err).__name__}: {err}",
-                    traceback=traceback.format_exc())
-            self._save()
-            bar.update(1)
+    def _record_outcome(self, work: CellWork, outcome: CellOutcome) -> None:
+        for message in outcome.messages:
+            self._say(message)
+        if outcome.data is not None:
+            self.record.data = outcome.data
+        old = self.record.cells[work.cell.id]
+        if outcome.cell.metrics_key is None and outcome.cell.status == "done":
+            outcome.cell.metrics_key = old.metrics_key
+        self.record.cells[work.cell.id] = outcome.cell
+        errors = {k: v for k, v in self.record.metric_errors.items()
+                  if not k.endswith(f"@{work.cell.id}") or not work.cell_metrics}
+        self.record.metric_errors = {**errors, **outcome.metric_errors}
+        self.record.units.update(outcome.units)

@@ -52,6 +52,24 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss / max(len(x), 1), correct / max(len(x), 1)
 
 
+class NonFiniteTraining(FloatingPointError):
+    """Training produced a loss or weights that are not finite (e.g. an infinite learning
+    rate or a NaN coefficient)."""
+
+
+def check_finite(model: nn.Module, bad_loss: torch.Tensor, epoch: int) -> None:
+    """Raise :class:`NonFiniteTraining` if a batch loss of ``epoch`` (``bad_loss``: a
+    boolean flag accumulated on the device) or any parameter is not finite."""
+    if bool(bad_loss):
+        raise NonFiniteTraining(f"the training loss became non-finite in epoch {epoch}; "
+                                f"check the learning rate and the defenses' coefficients")
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise NonFiniteTraining(f"weight {name!r} became non-finite in epoch {epoch}; "
+                                    f"check the learning rate and the defenses' "
+                                    f"coefficients")
+
+
 def _optimizer(model: nn.Module, spec: TrainingSpec) -> torch.optim.Optimizer:
     if spec.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
@@ -87,6 +105,7 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
                unit="epoch")
     for epoch in bar:
         model.train()
+        bad_loss = torch.zeros((), dtype=torch.bool, device=device)
         perm = torch.randperm(n, generator=ctx.generator)
         for start in range(0, n, spec.batch_size):
             idx = perm[start:start + spec.batch_size]
@@ -114,6 +133,7 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
                 term = defense.loss_term(model, ctx)
                 if term is not None:
                     loss = loss + term
+            bad_loss |= ~torch.isfinite(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -122,6 +142,7 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
         scheduler.step()
         for defense in defenses:
             defense.after_epoch(model, epoch, ctx)
+        check_finite(model, bad_loss, epoch)
         record(epoch)
         bar.set_postfix(train_acc=f"{rows[-2]['accuracy']:.3f}",
                         test_acc=f"{rows[-1]['accuracy']:.3f}")

@@ -56,7 +56,7 @@ def run(tmp_path_factory):
 
 
 def _weights(run, defense):
-    key = run.record["cells"][f"mlp--{defense}--s0"]["key"]
+    key = run.record.cells[f"mlp--{defense}--s0"].key
     state = torch.load(run.path / "models" / f"{key}.pt", weights_only=True)
     return [v for k, v in state.items() if v.dim() > 1]
 
