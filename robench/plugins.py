@@ -51,9 +51,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 
 
 def _one_line(text: str) -> str:
-    """The first line of an error text (messages are printed one per line)."""
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else ""
+    """An error text on one line (messages are printed one per line)."""
+    return " ".join(str(text).split())
 
 
 def _describe_error(err: BaseException) -> str:
@@ -263,7 +262,7 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str,
     except BaseException as err:
         failures.append(PluginFailure(name, package[0], _describe_error(err)))
         return False
-    known = [n for n in dir(pm.hook) if n.startswith("robench_")]
+    known = [n for n in vars(hookspecs) if n.startswith("robench_")]
     unknown = sorted(c.name for c in pm.get_hookcallers(plugin) or () if not c.has_spec())
     if unknown:
         pm.unregister(plugin)
