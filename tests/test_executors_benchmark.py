@@ -109,3 +109,16 @@ def test_dask_run_survives_a_killed_worker(tmp_path, local_rows, cluster, monkey
     address = client.scheduler.address
     same_rows(rows(tmp_path, "dask", f'{{ address = "{address}" }}'), local_rows)
     assert killed
+
+
+def test_processes_records_a_cell_past_its_time_limit(tmp_path):
+    text = (BENCHMARK.format(executor="processes", options="{ max_workers = 1 }")
+            .replace("seeds = [0, 1]", "seeds = [0]").replace("epochs = 1", "epochs = 30")
+            .replace("threads = 1", "threads = 1\nunit_timeout = 0.2"))
+    path = tmp_path / "slow.toml"
+    path.write_text(text)
+    run = robench.run(path, out=tmp_path / "run", progress=False)
+    expected = {f"mlp--{d}--s0{unit}" for d in ("none", "l2") for unit in ("", "--fgsm")}
+    assert set(run.failures()) == expected
+    assert all("time limit of 0.2 s" in error for error in run.failures().values())
+    assert run.record.status == "failed" and len(run.results) == 0
