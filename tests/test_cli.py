@@ -75,3 +75,80 @@ def test_doctor_probes_every_cached_model(tmp_path, capsys):
     assert checks == {"unbounded_pgd", "black_box_stronger", "more_steps_weaker"}
     assert {line.split(":")[0] for line in out} == {"mlp--none--s0", "mlp--l2--s0"}
     assert all(": ok: " in line for line in out)
+
+
+def _one_error_line(capsys, code_expected, code):
+    err = capsys.readouterr().err
+    assert code == code_expected, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_unexpected_error_is_one_line_exit_1_and_debug_shows_the_traceback(monkeypatch,
+                                                                           capsys):
+    import robench.cli as cli
+
+    def explode(args):
+        raise ZeroDivisionError("deep inside\nover two lines")
+
+    monkeypatch.setattr(cli, "_cmd_validate", explode)
+    err = _one_error_line(capsys, 1, main(["validate", QUICKSTART]))
+    assert "unexpected error: ZeroDivisionError: deep inside over two lines" in err
+    assert "--debug" in err
+    assert main(["--debug", "validate", QUICKSTART]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "explode" in err
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu"])
+def test_unknown_device_on_the_command_line_is_exit_2(capsys, device):
+    err = _one_error_line(capsys, 2, main(["run", QUICKSTART, "--device", device]))
+    assert f"--device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}" in err
+
+
+def test_missing_device_stops_the_run_before_work(tmp_path, capsys):
+    import torch
+
+    missing = [d for d, there in (("cuda", torch.cuda.is_available()),
+                                  ("cuda:99", torch.cuda.device_count() > 99),
+                                  ("mps", torch.backends.mps.is_available())) if not there]
+    for device in missing:
+        out = tmp_path / device.replace(":", "_")
+        err = _one_error_line(capsys, 2, main(["run", QUICKSTART, "--device", device,
+                                               "--out", str(out)]))
+        assert f"--device: {device!r} requested but this machine has" in err
+        assert not out.exists()
+
+
+def test_output_that_is_a_file_is_exit_2(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    err = _one_error_line(capsys, 2, main(["run", QUICKSTART, "--out", str(afile)]))
+    assert "--out: " in err and "is a file, not a directory" in err
+    err = _one_error_line(capsys, 2, main(["compare", str(tmp_path), "--out", str(afile)]))
+    assert "--out: " in err and "is a file" in err
+
+
+def test_damaged_runs_are_one_line_exit_2(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"half": ')
+    out = tmp_path / "cmp"
+    for argv in (["compare", str(run), "--out", str(out)], ["doctor", str(run)],
+                 ["report", str(run)]):
+        err = _one_error_line(capsys, 2, main(argv))
+        assert str(run / "run.json") in err, (argv, err)
+
+
+@pytest.mark.parametrize("samples", ["0", "-5", "many"])
+def test_doctor_refuses_a_sample_count_below_one(tmp_path, capsys, samples):
+    with pytest.raises(SystemExit) as info:
+        main(["doctor", str(tmp_path), "--samples", samples])
+    assert info.value.code == 2
+    assert "--samples: expected a positive integer" in capsys.readouterr().err
+
+
+def test_doctor_is_a_plugin_command_that_can_be_blocked(capsys):
+    with pytest.raises(SystemExit):
+        main(["-p", "no:robench_plugins.commands", "doctor", "x"])
+    assert "invalid choice: 'doctor'" in capsys.readouterr().err
