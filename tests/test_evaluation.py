@@ -1,0 +1,137 @@
+"""The host's re-check of attack outputs (robench.evaluation), against hand computations,
+and the training loop's refusal of non-finite numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robench import AttackResult, ThreatModel
+from robench.components import DataInfo, Defense, LoadedData, Model, TrainingContext
+from robench.config import TrainingSpec
+from robench.evaluation import LINF_TOL, result_rows
+from robench.training import NonFiniteTraining, train
+
+
+def _model() -> nn.Module:
+    """Logits (0, x0 - 0.5): class 1 iff the first feature exceeds 0.5."""
+    net = nn.Linear(2, 2)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+        net.bias.copy_(torch.tensor([0.0, -0.5]))
+    return net
+
+
+X = torch.tensor([[0.45, 0.5], [0.45, 0.5], [0.55, 0.5], [0.2, 0.5]])
+Y = torch.tensor([0, 0, 1, 0])
+
+
+def _rows(adversarials, eps, threat_model=ThreatModel.LINF, bounds=(0.0, 1.0)):
+    result = AttackResult(epsilons=[eps], adversarials=[adversarials])
+    rows, _ = result_rows(_model(), result, X, Y, np.arange(len(X)), None,
+                          threat_model=threat_model, bounds=bounds, num_classes=2,
+                          batch_size=2, device="cpu", examples=0)
+    return rows
+
+
+def test_within_budget_moves_the_prediction_beyond_it_keeps_the_clean_one():
+    eps = 0.1
+    adv = X.clone()
+    adv[0, 0] += eps  # 0.55: crosses the boundary within budget
+    adv[1, 0] += eps + 10 * LINF_TOL  # crosses it, but over budget
+    adv[2, 0] -= eps  # 0.45: crosses it the other way, within budget
+    rows = _rows(adv, eps)
+    assert rows["within_budget"].tolist() == [True, False, True, True]
+    assert rows["pred_clean"].tolist() == [0, 0, 1, 0]
+    assert rows["pred_adv"].tolist() == [1, 0, 0, 0]
+    assert rows["success"].tolist() == [True, False, True, False]
+    np.testing.assert_allclose(rows["distance"], [eps, eps + 10 * LINF_TOL, eps, 0],
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_the_linf_tolerance_is_float32_rounding_only():
+    eps = 0.1
+    adv = X.clone()
+    adv[0, 0] += eps + LINF_TOL / 2
+    adv[1, 0] += eps + 3 * LINF_TOL
+    rows = _rows(adv, eps)
+    assert rows["within_budget"].tolist()[:2] == [True, False]
+
+
+def test_adversarials_are_clipped_to_the_data_bounds_before_measuring():
+    adv = X.clone()
+    adv[3, 0] = -0.5  # 0.7 below the input, but only 0.2 inside the bounds
+    rows = _rows(adv, 0.2)
+    assert rows["distance"].iat[3] == pytest.approx(0.2)
+    assert bool(rows["within_budget"].iat[3])
+
+
+@pytest.mark.parametrize("threat_model", [ThreatModel.UNBOUNDED, ThreatModel.LINF,
+                                          ThreatModel.L2])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_adversarials_are_rejected(threat_model, value):
+    adv = X.clone()
+    adv[0, 1] = value
+    rows = _rows(adv, 1.0, threat_model, bounds=(-float("inf"), float("inf")))
+    assert rows["within_budget"].tolist() == [False, True, True, True]
+    assert not rows["success"].iat[0] and rows["pred_adv"].iat[0] == rows["pred_clean"].iat[0]
+    assert np.isnan(rows["confidence"].iat[0])
+
+
+@pytest.mark.parametrize("pred, dist, message", [
+    (2, 0.1, "predicted class 2"), (-1, 0.1, "predicted class -1"),
+    (0, -0.1, "distance -0.1"), (0, float("nan"), "distance nan"),
+])
+def test_predictions_only_results_are_validated(pred, dist, message):
+    result = AttackResult(epsilons=[0.1], predictions=torch.full((1, 4), pred),
+                          distances=torch.full((1, 4), dist))
+    with pytest.raises(ValueError, match=message):
+        result_rows(_model(), result, X, Y, np.arange(4), None,
+                    threat_model=ThreatModel.LINF, bounds=(0.0, 1.0), num_classes=2,
+                    batch_size=4, device="cpu")
+
+
+# --------------------------------------------------------------------------- training
+
+
+class _Linear(Model):
+    name = "test.linear"
+
+    def build(self, info):
+        return nn.Linear(2, 2)
+
+
+class _NanPenalty(Defense):
+    name = "test.nan_penalty"
+
+    def loss_term(self, model, ctx):
+        return torch.tensor(float("nan"))
+
+
+def _train(spec: TrainingSpec, defenses=()):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 2, generator=gen)
+    y = (x[:, 0] > 0.5).long()
+    info = DataInfo(name="t", input_shape=(2,), num_classes=2)
+    data = LoadedData(info, x, y, x, y)
+    model = nn.Linear(2, 2)
+    ctx = TrainingContext(info=info, device="cpu", epochs=spec.epochs, generator=gen,
+                          attack=None)
+    return train(model, _Linear(), data, spec, list(defenses), ctx, progress=False)
+
+
+def test_a_nan_loss_stops_training_with_a_clear_message():
+    with pytest.raises(NonFiniteTraining, match="loss became non-finite in epoch 1"):
+        _train(TrainingSpec(epochs=2), [_NanPenalty()])
+
+
+def test_weights_that_overflow_stop_training_with_a_clear_message():
+    with pytest.raises(NonFiniteTraining, match="non-finite"):
+        _train(TrainingSpec(epochs=2, lr=1e38, optimizer="sgd", momentum=0.0))
+
+
+def test_finite_training_is_untouched():
+    history = _train(TrainingSpec(epochs=2))
+    assert history["loss"].notna().all() and len(history) == 6
