@@ -29,8 +29,10 @@ from .components import (
     Dataset,
     Defense,
     Executor,
+    FixedBudgetAttack,
     LoadedData,
     Metric,
+    MinimalAttack,
     Model,
     Reporter,
     ReportSection,
@@ -75,7 +77,8 @@ def evaluate(model, x, y, attacks, epsilons=None, **options):
 
 __all__ = [
     "Attack", "AttackProperties", "AttackResult", "CellData", "Component", "ConfigError",
-    "DataInfo", "Dataset", "Defense", "Executor", "LoadedData", "Metric", "Model",
+    "DataInfo", "Dataset", "Defense", "Executor", "FixedBudgetAttack", "LoadedData", "Metric",
+    "MinimalAttack", "Model",
     "PluginError", "ReportSection", "Reporter", "RobenchError", "RunRecord", "ThreatModel",
     "TrainingContext", "__version__", "evaluate", "hookimpl", "load", "run",
 ]

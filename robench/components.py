@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import typing
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -244,7 +246,8 @@ class AttackResult:
     ``targets`` then gives the class each generated input was pushed towards. Scalars and
     strings in ``details`` are recorded in run.json; a ``details["examples"]`` tensor of
     shape ``(E, k, *input_shape)`` is stored for reports when there are no
-    ``adversarials``.
+    ``adversarials``. ``library`` ``None`` means the attack class's ``library`` (the base
+    classes fill it in; the host falls back to the registering distribution's name).
     """
 
     epsilons: Sequence[float]
@@ -255,41 +258,106 @@ class AttackResult:
     labels: torch.Tensor | None = None
     targets: torch.Tensor | None = None
     source: str = "data"
-    library: str = "robench"
+    library: str | None = None
     library_version: str = ""
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+_SWEEP_BASES: tuple[type, ...] = ()
+"""The base classes whose final ``run`` does the sweep (set once they are defined)."""
+
+
 class Attack(Component):
-    """An attack probes a model over a whole sweep of budgets in one call.
+    """An attack probes a model over a whole sweep of budgets.
+
+    Write an attack by subclassing one of the two base classes that own the sweep:
+    :class:`FixedBudgetAttack` (write ``perturb`` for one budget) or
+    :class:`MinimalAttack` (write one ``search`` for the smallest adversarial). Their
+    final ``run`` answers every eps, projects, thresholds, chunks, seeds and handles
+    targets and transfer sources the same way for every attack.
 
     ``run`` receives the model in eval mode, inputs within ``bounds``, their labels, and
     every epsilon; it returns an :class:`AttackResult`. ``targets`` (class indices, one
     per input) makes the attack targeted; ``source_model`` makes it a transfer attack
     (crafted on ``source_model``, evaluated on ``model``). ``generator`` is a seeded
-    ``torch.Generator`` for any randomness. ``perturb`` is the cheap single-budget path
-    used by adversarial training: tensors in, tensors out, no bookkeeping.
+    ``torch.Generator`` for any randomness; the host seeds it from the attack and the
+    cell's seed (never the defense), so every model of one seed faces the same
+    randomness. ``perturb`` is the cheap single-budget path used by adversarial
+    training: tensors in, tensors out, no bookkeeping.
+
+    *Escape hatch*: an attack that answers every budget in one pass (random pixel swap,
+    a single-step sweep) subclasses ``Attack`` directly, sets ``sweeps_itself = True``
+    and overrides ``run``. A direct subclass overriding ``run`` without it is an attack
+    written for the previous contract: it still works, with a ``DeprecationWarning``.
+
+    ``threat_model`` may be set per instance (e.g. from a ``norm`` option); the host
+    reads it from the instance. ``library`` names the code that does the attacking
+    (``None``: the name of the distribution that registered the class);
+    ``library_version`` its version.
     """
 
     kind = "attack"
-    threat_model: ClassVar[ThreatModel] = ThreatModel.LINF
-    library: ClassVar[str] = "robench"
+    threat_model: ThreatModel = ThreatModel.LINF
+    library: ClassVar[str | None] = None
+    library_version: ClassVar[str] = ""
     properties: ClassVar[AttackProperties] = AttackProperties()
     supports_targets: ClassVar[bool] = False
+    sweeps_itself: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None or getattr(run, "__final__", False):
+            return
+        if _SWEEP_BASES and issubclass(cls, _SWEEP_BASES):
+            raise TypeError(f"{cls.__qualname__} overrides the final run() of "
+                            f"{cls.__mro__[1].__name__}: write perturb() (fixed budget) or "
+                            f"search() (minimal) instead")
+        if not cls.sweeps_itself:
+            warnings.warn(
+                f"attack {cls.__qualname__} overrides Attack.run without "
+                f"sweeps_itself = True; subclass robench.FixedBudgetAttack or "
+                f"robench.MinimalAttack instead (overriding run is deprecated and stops "
+                f"working in the next release)", DeprecationWarning, stacklevel=2)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             epsilons: Sequence[float], *, bounds: tuple[float, float],
             targets: torch.Tensor | None = None, source_model: nn.Module | None = None,
             generator: torch.Generator | None = None) -> AttackResult:
-        raise NotImplementedError
+        """Adversarials (or predictions and distances) for every eps of the sweep."""
+        raise NotImplementedError(f"attack {self.name!r} defines no run()")
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
-                bounds: tuple[float, float], generator: torch.Generator | None = None
-                ) -> torch.Tensor:
-        result = self.run(model, x, y, [eps], bounds=bounds, generator=generator)
+                bounds: tuple[float, float], targets: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Adversarials at one budget: the sweep at ``[eps]``."""
+        result = self.run(model, x, y, [eps], bounds=bounds, targets=targets,
+                          generator=generator)
         if result.adversarials is None:
             raise NotImplementedError(f"attack {self.name!r} has no perturb path")
         return result.adversarials[0]
+
+    def check_inputs(self, x: torch.Tensor, targets: torch.Tensor | None,
+                     bounds: tuple[float, float]) -> None:
+        """Raise ``ValueError`` for a call the attack cannot honour (the base classes
+        call it first): targets given to an untargeted attack, inputs outside the
+        bounds. Subclasses extend it (``super().check_inputs(...)``)."""
+        if targets is not None and not self.supports_targets:
+            raise ValueError(f"{self.name} has no targeted mode; run it untargeted")
+        lo, hi = bounds
+        if len(x) and (x.min() < lo or x.max() > hi):
+            raise ValueError(f"{self.name}: inputs lie outside the data bounds {tuple(bounds)}")
+
+    def chunk_size(self) -> int:
+        """Inputs per call of ``perturb``/``search`` (0: all at once); the ``batch_size``
+        option when the attack has one."""
+        return int(getattr(self.options, "batch_size", 0) or 0)
+
+    def result(self, epsilons: Sequence[float], **fields: Any) -> AttackResult:
+        """An :class:`AttackResult` with this attack's ``library`` and version filled in."""
+        fields.setdefault("library", type(self).library)
+        fields.setdefault("library_version", type(self).library_version)
+        return AttackResult(epsilons=list(epsilons), **fields)
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -298,6 +366,170 @@ class Attack(Component):
                    targeted=cls.supports_targets,
                    properties=dataclasses.asdict(cls.properties))
         return out
+
+    def _chunked(self, fn: Any, x: torch.Tensor, y: torch.Tensor,
+                 targets: torch.Tensor | None, seed: int | None) -> torch.Tensor:
+        """``fn(x, y, targets, generator)`` over chunks of :meth:`chunk_size`; chunk ``k``
+        gets a generator and global RNGs seeded by ``chunk_seed(seed, k)`` (restored
+        afterwards), so the same seed gives the same randomness whatever the model."""
+        import torch
+
+        from . import attack_runtime as rt
+
+        out = []
+        for k, part in enumerate(rt.chunks(len(x), self.chunk_size())):
+            chunk_seed = rt.chunk_seed(seed, k)
+            with rt.seeded(chunk_seed, x.device):
+                adv = fn(x[part], y[part], None if targets is None else targets[part],
+                         rt.generator_for(chunk_seed))
+            if adv.shape != x[part].shape:
+                raise ValueError(f"{self.name} returned adversarials shaped {tuple(adv.shape)} "
+                                 f"for inputs shaped {tuple(x[part].shape)}")
+            out.append(adv.detach().to(x.device, x.dtype))
+        return torch.cat(out) if out else x.clone()
+
+
+class FixedBudgetAttack(Attack):
+    """An attack for one budget at a time; the base class runs the sweep.
+
+    Write ``perturb(model, x, y, eps, *, bounds, targets=None, generator=None)``: the
+    adversarial inputs for budget ``eps`` (on ``model``, which is the transfer source when
+    there is one; ``targets`` set only if ``supports_targets``). The final :meth:`run`:
+
+    * returns the clean inputs at eps = 0;
+    * calls ``perturb`` once per eps on chunks of :meth:`chunk_size` inputs, chunk ``k``
+      with a generator (and global torch/numpy/``random`` RNGs, restored afterwards)
+      seeded from the run's generator and ``k``: the same at every eps, so an eps's result
+      does not depend on the grid, and the same for every model of one seed;
+    * projects each output onto the eps-ball (clip for linf, rescale for l2/l1) and the
+      data bounds (L0 outputs are only clipped to the bounds: the host rejects any over
+      budget);
+    * crafts on ``source_model`` when given (transfer) and records
+      ``details["crafted_on"]``.
+
+    *Incremental sweep* (opt-in: the class attribute ``incremental = True`` or an
+    ``incremental`` option): the budgets run in increasing order and each attacks only
+    the inputs not yet broken on the crafting model (already misclassified, or at a
+    smaller eps); broken inputs keep their earlier adversarial. Much cheaper on long
+    grids, but an eps's result then depends on the grid, so it is recorded as
+    ``details["incremental"] = True``.
+    """
+
+    incremental: ClassVar[bool] = False
+    properties = AttackProperties(starts_from_input=True, deterministic=True,
+                                  monotone=False, bounded=True)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+                bounds: tuple[float, float], targets: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Adversarials of ``x`` at budget ``eps`` (the method an author writes)."""
+        raise NotImplementedError(f"attack {self.name!r} defines no perturb()")
+
+    def is_incremental(self) -> bool:
+        """Whether the sweep is incremental: the ``incremental`` option if the attack
+        has one, else the class attribute."""
+        return bool(getattr(self.options, "incremental", type(self).incremental))
+
+    @typing.final
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            epsilons: Sequence[float], *, bounds: tuple[float, float],
+            targets: torch.Tensor | None = None, source_model: nn.Module | None = None,
+            generator: torch.Generator | None = None) -> AttackResult:
+        """Adversarials for every eps (see the class docstring)."""
+        from . import attack_runtime as rt
+
+        self.check_inputs(x, targets, bounds)
+        crafting = source_model if source_model is not None else model
+        seed = rt.draw_seed(generator)
+        incremental = self.is_incremental()
+        tm = ThreatModel(self.threat_model).value
+
+        def at(eps: float, xs, ys, ts):
+            def call(xc, yc, tc, gen):
+                return self.perturb(crafting, xc, yc, eps, bounds=bounds, targets=tc,
+                                    generator=gen)
+            return rt.project(xs, self._chunked(call, xs, ys, ts, seed), eps, tm, bounds)
+
+        adversarials: list[Any] = [None] * len(epsilons)
+        with rt.eval_mode(crafting):
+            if incremental:
+                current = x.clone()
+                broken = rt.succeeded(crafting, x, y, targets).to(x.device)
+                for i in sorted(range(len(epsilons)), key=lambda j: float(epsilons[j])):
+                    eps, todo = float(epsilons[i]), ~broken
+                    if eps > 0 and bool(todo.any()):
+                        current = current.clone()
+                        current[todo] = at(eps, x[todo], y[todo],
+                                           None if targets is None else targets[todo])
+                        broken = broken | rt.succeeded(crafting, current, y, targets).to(
+                            x.device)
+                    adversarials[i] = current.clone() if eps > 0 else x.clone()
+            else:
+                adversarials = [at(float(eps), x, y, targets) if eps > 0 else x.clone()
+                                for eps in epsilons]
+        details = {"minimal": False, "incremental": incremental,
+                   "crafted_on": "source_model" if source_model is not None else "model"}
+        return self.result(epsilons, adversarials=adversarials, details=details)
+
+
+class MinimalAttack(Attack):
+    """An attack that searches for the smallest adversarial once; the base class
+    thresholds it at every budget.
+
+    Write ``search(model, x, y, *, bounds, targets=None, generator=None)``: one
+    adversarial candidate per input, as close to ``x`` as the attack can find (on
+    ``model``, the transfer source when there is one). The final :meth:`run` calls it
+    once (in chunks of :meth:`chunk_size`, seeded as :class:`FixedBudgetAttack` does),
+    clips the candidates to the data bounds, measures their distance under the threat
+    model with the host's own rule, and at each eps keeps a candidate only if it fools
+    the *crafting* model and its distance is <= eps; otherwise the clean input stands.
+    Success is therefore monotone in eps. ``details["minimal_distances"]`` holds each
+    input's distance (inf where the search failed).
+
+    *Assumption*: the search does not depend on the budget (a budget would only be a
+    stopping rule), so the thresholded result equals a run at that budget.
+    """
+
+    properties = AttackProperties(starts_from_input=True, deterministic=True,
+                                  monotone=True, bounded=True)
+
+    def search(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+               bounds: tuple[float, float], targets: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """The closest adversarial candidate of each input (the method an author writes)."""
+        raise NotImplementedError(f"attack {self.name!r} defines no search()")
+
+    @typing.final
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            epsilons: Sequence[float], *, bounds: tuple[float, float],
+            targets: torch.Tensor | None = None, source_model: nn.Module | None = None,
+            generator: torch.Generator | None = None) -> AttackResult:
+        """The search, thresholded at every eps (see the class docstring)."""
+        import torch
+
+        from . import attack_runtime as rt
+
+        self.check_inputs(x, targets, bounds)
+        crafting = source_model if source_model is not None else model
+        seed = rt.draw_seed(generator)
+
+        def call(xc, yc, tc, gen):
+            return self.search(crafting, xc, yc, bounds=bounds, targets=tc, generator=gen)
+
+        with rt.eval_mode(crafting):
+            adv = self._chunked(call, x, y, targets, seed).clamp(bounds[0], bounds[1])
+            fooled = rt.succeeded(crafting, adv, y, targets).to(x.device)
+        dist = rt.distance(x, adv, ThreatModel(self.threat_model).value)
+        dist = torch.where(fooled, dist, torch.full_like(dist, float("inf")))
+        shape = (-1, *([1] * (x.dim() - 1)))
+        adversarials = [torch.where((dist <= float(eps)).view(shape), adv, x)
+                        for eps in epsilons]
+        details = {"minimal": True, "minimal_distances": dist.cpu(),
+                   "crafted_on": "source_model" if source_model is not None else "model"}
+        return self.result(epsilons, adversarials=adversarials, details=details)
+
+
+_SWEEP_BASES = (FixedBudgetAttack, MinimalAttack)
 
 
 # ---------------------------------------------------------------------------- metrics

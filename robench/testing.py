@@ -13,7 +13,7 @@ one call, a seeded generator), measures every output with the host's own rules
 "within budget" means what the host accepts: norm <= eps plus a float tolerance, and
 for L0 the fraction of changed values <= eps plus half a value), and checks:
 
-* ``result``: one answer per eps with the right shapes, and the library recorded;
+* ``result``: one answer per eps with the right shapes;
 * ``bounds``: every adversarial input inside the data bounds;
 * ``budget`` (``properties.bounded``): every perturbation within its eps;
 * ``eps0`` (``bounded`` and ``starts_from_input``): eps = 0 changes nothing;
@@ -23,7 +23,10 @@ for L0 the fraction of changed values <= eps plus half a value), and checks:
   <= clean (reported, not enforced, for other attacks: a random swap or an FGSM step can
   make a misclassified input correct);
 * ``monotone`` (``properties.monotone``): adversarial accuracy non-increasing in eps
-  (targeted: success rate non-decreasing).
+  (targeted: success rate non-decreasing);
+* ``grid`` (:class:`robench.FixedBudgetAttack`, deterministic, not incremental): the
+  largest eps run alone gives what it gives inside the sweep (the base class seeds every
+  eps alike, so an eps's result must not depend on the grid).
 
 Checks that a property does not imply are reported as skipped, never as passed.
 """
@@ -33,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .components import Attack, AttackResult, ThreatModel
+from .components import Attack, AttackResult, FixedBudgetAttack, ThreatModel
 
 __all__ = ["Check", "ConformanceReport", "check_attack"]
 
@@ -142,10 +145,10 @@ def check_attack(attack: Attack, model, x, y, epsilons: Sequence[float], *,
             tuple(result.distances.shape) != (len(epsilons), n):
         problems.append(f"predictions/distances shaped {tuple(result.predictions.shape)}/"
                         f"{tuple(result.distances.shape)}, expected {(len(epsilons), n)}")
-    if not result.library:
-        problems.append("no library recorded")
+    library = result.library or type(attack).library or "(set by the registry from the " \
+        "registering distribution)"
     checks.append(Check("result", not problems, "; ".join(problems) or
-                        f"{len(epsilons)} eps x {n} inputs, library {result.library} "
+                        f"{len(epsilons)} eps x {n} inputs, library {library} "
                         f"{result.library_version}".rstrip()))
     if problems:
         return ConformanceReport(attack.name, checks, epsilons, [])
@@ -216,6 +219,19 @@ def check_attack(attack: Attack, model, x, y, epsilons: Sequence[float], *,
                             + ("" if rng_untouched else "; the global torch RNG was used")))
     else:
         checks.append(Check("seed", None, "attack declares no determinism"))
+
+    # --- grid (fixed-budget sweeps that are not incremental)
+    if (isinstance(attack, FixedBudgetAttack) and not attack.is_incremental()
+            and props.deterministic and result.adversarials is not None):
+        gen = torch.Generator().manual_seed(seed)
+        alone = attack.run(model, x, y, epsilons[-1:], bounds=bounds, targets=targets,
+                           source_model=source_model, generator=gen).adversarials[0]
+        same = torch.equal(alone.detach().cpu(), result.adversarials[-1].detach().cpu())
+        checks.append(Check("grid", same, f"eps {epsilons[-1]:g} alone "
+                            + ("equals" if same else "differs from") + " its value in the sweep"))
+    else:
+        checks.append(Check("grid", None, "not a deterministic, non-incremental fixed-budget "
+                                          "attack"))
 
     # --- accuracy
     accuracy = [float((pred == labels).float().mean()) for _, _, pred, _ in measured]

@@ -66,7 +66,7 @@ def test_attack_conforms(data, name, options, epsilons):
 def test_targeted_jsma_on_a_tiny_input_conforms(data):
     model, x, y = data
     targets = (y[:4] + 1) % 10
-    for implementation in ("torchattacks", "art"):
+    for implementation in ("cleverhans_probs", "torchattacks"):
         report = check_attack(make("jsma", implementation=implementation), model, x[:4], y[:4],
                               L0, targets=targets)
         assert report.ok, report.summary()
@@ -88,6 +88,8 @@ class _Broken(Attack):
     """An FGSM written for this test that breaks one promise, chosen by ``flaw``."""
 
     name = "broken"
+    library = "tests"
+    sweeps_itself = True  # written against run() on purpose: the kit must catch its flaws
     Options = _NoOptions
     threat_model = ThreatModel.LINF
     properties = AttackProperties(starts_from_input=True, deterministic=True, monotone=True,

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from . import _runtime as rt
-
+from robench import attack_runtime as rt
 
 _PROBABILITY_ATTACKS = {"SimBA"}
 """ART attacks that refuse a model returning logits: they get softmax probabilities."""

@@ -9,7 +9,7 @@ import importlib
 
 import torch
 
-from . import _runtime as rt
+from robench import attack_runtime as rt
 
 
 def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,

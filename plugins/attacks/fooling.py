@@ -12,6 +12,10 @@ from typing import Literal
 
 from robench import Attack, AttackProperties, AttackResult, ThreatModel
 
+READOUT_TEMPERATURE = 0.25
+"""Galloway et al.'s read-out of fooling-image confidences: their released graph computes
+``softmax(logits * logits_temperature)`` and their fooling-image script feeds 0.25."""
+
 
 @dataclasses.dataclass(frozen=True)
 class FoolingOptions:
@@ -30,6 +34,11 @@ class FoolingOptions:
                                              "gray: 0.5 + U(0, 0.1) (Figure 8)"})
     batch_size: int = dataclasses.field(
         default=500, metadata={"help": "inputs per gradient computation"})
+    readout_temperature: float = dataclasses.field(
+        default=READOUT_TEMPERATURE,
+        metadata={"help": "factor on the logits of the second confidence read-out (the "
+                          "authors read confidences from softmax(logits * 0.25)); 1 repeats "
+                          "the host's own read-out"})
 
     def __post_init__(self):
         if self.noise_samples < 1 or self.steps < 1 or self.batch_size < 1:
@@ -37,6 +46,9 @@ class FoolingOptions:
                              f"{self.noise_samples}, {self.steps}, {self.batch_size}")
         if self.step_size <= 0:
             raise ValueError(f"step_size must be positive, got {self.step_size}")
+        if not self.readout_temperature > 0:
+            raise ValueError(f"readout_temperature must be positive, got "
+                             f"{self.readout_temperature}")
 
 
 class _SingleStepSweep(Sequence):
@@ -58,6 +70,16 @@ class _SingleStepSweep(Sequence):
         return (self.noise + float(self.epsilons[i]) * self.signs).clamp(*self.bounds)
 
 
+class _ScaledLogits:
+    """``model`` with its logits multiplied by ``factor`` (a read-out, never trained)."""
+
+    def __init__(self, model, factor: float):
+        self.model, self.factor = model, factor
+
+    def __call__(self, x):
+        return self.model(x) * self.factor
+
+
 class FoolingImages(Attack):
     """Fooling images from noise (Galloway et al. 2018, section 6.1), targeted.
 
@@ -74,10 +96,23 @@ class FoolingImages(Attack):
     noise inputs are each pushed towards every class (all k targets, the paper's Figure 9)
     and the targets are returned in the result's ``targets``. Success is argmax == target;
     the host's ``confidence`` and ``margin`` columns give Figure 9's 0.5-threshold rate and
-    its margin M.
+    its margin M at temperature 1.
+
+    The authors read confidences at ``softmax(logits * 0.25)``; the option
+    ``readout_temperature`` (default 0.25) gives that second read-out, measured on the
+    evaluated model exactly as the host measures its own (:func:`robench.evaluation.predict`
+    on the scaled logits): ``details["readout_confidence"]`` and
+    ``details["readout_margin"]`` are ``(E, N)`` tensors aligned with the result's inputs,
+    and ``details["readout_temperature"]`` the factor.
+
+    The noise (and, without host targets, the target order) depends only on the
+    generator, which the host seeds from the attack and the seed: every model of one seed
+    starts from the same noise (common random numbers).
     """
 
     name = "fooling_images"
+    library = "robench"
+    sweeps_itself = True  # one gradient per (noise, target) answers every eps
     Options = FoolingOptions
     threat_model = ThreatModel.UNBOUNDED
     supports_targets = True
@@ -112,6 +147,24 @@ class FoolingImages(Attack):
             adv = (start + (adv - start).clamp(-eps, eps)).clamp(*bounds)
         return adv
 
+    def _readout(self, model, adversarials) -> dict:
+        """Confidence and margin of ``model`` at ``softmax(logits * readout_temperature)``
+        per eps and input, measured by the host's own :func:`robench.evaluation.predict`."""
+        import torch
+
+        from robench.evaluation import predict
+
+        scaled = _ScaledLogits(model, self.options.readout_temperature)
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        confidence, margin = [], []
+        for adv in adversarials:
+            _, conf, marg = predict(scaled, adv, self.options.batch_size, device)
+            confidence.append(conf)
+            margin.append(marg)
+        return {"readout_temperature": float(self.options.readout_temperature),
+                "readout_confidence": torch.stack(confidence),
+                "readout_margin": torch.stack(margin)}
+
     def run(self, model, x, y, epsilons, *, bounds, targets=None, source_model=None,
             generator=None) -> AttackResult:
         """Fooling images for every eps (see the class docstring)."""
@@ -119,13 +172,12 @@ class FoolingImages(Attack):
 
         import torch
 
-        from . import _runtime as rt
+        from robench import attack_runtime as rt
 
         if not all(math.isfinite(float(b)) for b in bounds):
             raise ValueError(f"fooling_images draws noise within the data bounds, which must "
                              f"be finite; got {tuple(bounds)}")
         crafting = source_model if source_model is not None else model
-        details = {}
         with rt.eval_mode(crafting):
             k = rt.num_classes(crafting, x)
             if targets is None:
@@ -141,6 +193,8 @@ class FoolingImages(Attack):
             else:
                 adversarials = [self._iterate(crafting, noise, targets, float(e), bounds)
                                 for e in epsilons]
-        return AttackResult(epsilons=list(epsilons), adversarials=adversarials, inputs=noise.cpu(),
-                            labels=torch.full((len(noise),), -1, dtype=torch.long),
-                            targets=targets.cpu(), source="noise", details=details)
+        with rt.eval_mode(model):
+            details = self._readout(model, adversarials)
+        return self.result(epsilons, adversarials=adversarials, inputs=noise.cpu(),
+                           labels=torch.full((len(noise),), -1, dtype=torch.long),
+                           targets=targets.cpu(), source="noise", details=details)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from robench import Attack, AttackProperties, AttackResult, ThreatModel
+from robench import AttackProperties, FixedBudgetAttack, ThreatModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +45,11 @@ def attacked_positions(w, pixels: int):
     return torch.cat([order[:pixels], order[len(order) - pixels:]])
 
 
-class L0Weights(Attack):
+class L0Weights(FixedBudgetAttack):
     """Set the inputs at the i largest- and i smallest-weight positions to the upper bound.
 
-    Galloway et al.'s L0 attack on linear models (section 4.2, Figure 7a): take the
-    weights of a linear binary classifier (the first ``nn.Linear``; see
+    Galloway, Tanay & Taylor (2018)'s L0 attack on linear models (section 4.2, Figure 7a):
+    take the weights of a linear binary classifier (the first ``nn.Linear``; see
     :func:`weight_direction`), and set the input values at the ``i`` most positive and the
     ``i`` most negative weight positions to the data's upper bound (1 for images). Budget
     eps is the fraction of input values, so ``i = floor(eps * d / 2)`` (at most ``2i``
@@ -61,32 +61,26 @@ class L0Weights(Attack):
     """
 
     name = "l0_weights"
+    library = "robench"
     Options = L0WeightsOptions
     threat_model = ThreatModel.L0
     properties = AttackProperties(starts_from_input=True, deterministic=True,
                                   monotone=False, bounded=True)
 
-    def run(self, model, x, y, epsilons, *, bounds, targets=None, source_model=None,
-            generator=None) -> AttackResult:
-        """Inputs with the weight-ranked positions set to the upper bound, per eps."""
+    def perturb(self, model, x, y, eps, *, bounds, targets=None, generator=None):
+        """Inputs with the weight-ranked positions of ``model`` (the crafting model) set to
+        the upper bound, for budget ``eps``."""
         import math
 
-        if targets is not None:
-            raise ValueError("l0_weights is untargeted")
         hi = float(bounds[1])
         if not math.isfinite(hi):
             raise ValueError(f"l0_weights sets values to the upper bound, which must be finite; "
                              f"got {tuple(bounds)}")
-        w = weight_direction(source_model if source_model is not None else model)
+        w = weight_direction(model)
         d = math.prod(x.shape[1:])
         if len(w) != d:
             raise ValueError(f"the linear layer reads {len(w)} values but inputs have {d}")
-        adversarials = []
-        for eps in epsilons:
-            pos = attacked_positions(w, math.floor(float(eps) * d / 2 + 1e-9)).to(x.device)
-            flat = x.reshape(len(x), -1).clone()
-            flat[:, pos] = hi
-            adversarials.append(flat.reshape(x.shape))
-        return AttackResult(epsilons=list(epsilons), adversarials=adversarials,
-                            details={"crafted_on": "source_model" if source_model is not None
-                                     else "model"})
+        pos = attacked_positions(w, math.floor(float(eps) * d / 2 + 1e-9)).to(x.device)
+        flat = x.reshape(len(x), -1).clone()
+        flat[:, pos] = hi
+        return flat.reshape(x.shape)

@@ -34,7 +34,7 @@ class Finding:
 
 
 def _accuracy(model, x, y) -> float:
-    from . import _runtime as rt
+    from robench import attack_runtime as rt
 
     return float((rt.predict(model, x) == y.to(x.device)).float().mean())
 
@@ -60,7 +60,7 @@ def masking_probe(model, x, y, *, eps: float, bounds: tuple[float, float] = (0.0
     """
     import torch
 
-    from . import _runtime as rt
+    from robench import attack_runtime as rt
 
     def gen():
         return torch.Generator().manual_seed(seed)

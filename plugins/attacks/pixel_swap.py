@@ -79,9 +79,15 @@ class PixelSwap(Attack):
     that actually changed) per eps rather than every input; ``details['examples']`` keeps
     the first few swapped inputs per eps. The attack ignores the model until evaluation,
     so ``source_model`` plays no role.
+
+    The permutation depends only on the generator, which the host seeds from the attack
+    and the seed (never the defense): every model of one seed is swapped in the same
+    order, so their curves differ by the models alone (common random numbers).
     """
 
     name = "pixel_swap"
+    library = "robench"
+    sweeps_itself = True  # one incremental pass answers the whole sweep
     Options = PixelSwapOptions
     threat_model = ThreatModel.L0
     properties = AttackProperties(starts_from_input=True, deterministic=True,
@@ -92,7 +98,7 @@ class PixelSwap(Attack):
         """Accuracy-vs-fraction-swapped in one incremental pass (see the class docstring)."""
         import torch
 
-        from . import _runtime as rt
+        from robench import attack_runtime as rt
 
         if targets is not None:
             raise ValueError("pixel_swap is untargeted")
@@ -116,11 +122,11 @@ class PixelSwap(Attack):
                 preds[j] = rt.predict(model, swapped, self.options.batch_size)
                 dists[j] = (flat != flat_orig).float().mean(dim=1)
                 examples[j] = swapped[:k].cpu()
-        return AttackResult(epsilons=list(epsilons), predictions=preds, distances=dists,
-                            details={"examples": examples, "permutation": idx.cpu(),
-                                     "flatten": "channel-last (HWC)"})
+        return self.result(epsilons, predictions=preds, distances=dists,
+                           details={"examples": examples, "permutation": idx.cpu(),
+                                    "flatten": "channel-last (HWC)"})
 
-    def perturb(self, model, x, y, eps, *, bounds, generator=None):
+    def perturb(self, model, x, y, eps, *, bounds, targets=None, generator=None):
         """The inputs after ``round(eps * d)`` swap steps."""
         flat_orig = _to_flat(x)
         idx, src = swap_order(tuple(x.shape), generator)

@@ -1,7 +1,8 @@
-"""Tensor helpers shared by the attack plugins (imports torch: import inside methods only).
+"""Tensor helpers of the attack base classes (:mod:`robench.components`) and the built-in
+attacks. This module imports torch: import it inside methods only.
 
-Distances are the host's own (:func:`robench.evaluation.distances`): linf/l2/l1 norms
-of the flattened difference; l0 is the *fraction* of input values (all channels) changed.
+Distances are the host's own (:func:`robench.evaluation.distances`): linf/l2/l1 norms of
+the flattened difference; l0 is the *fraction* of input values (all channels) changed.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
+SEED_RANGE = 2**31 - 1
+"""Seeds are drawn in [0, SEED_RANGE): valid for torch, numpy and ``random`` alike."""
+
 
 def distance(x: torch.Tensor, adv: torch.Tensor, threat_model: str) -> torch.Tensor:
     """Per-sample distance between ``x`` and ``adv`` under ``threat_model`` (shape ``(N,)``),
     measured exactly as the host re-checks it (:func:`robench.evaluation.distances`)."""
-    from robench.components import ThreatModel
-    from robench.evaluation import distances
+    from .components import ThreatModel
+    from .evaluation import distances
 
     return distances(adv - x, ThreatModel(threat_model))
 
@@ -42,10 +46,11 @@ def project(x: torch.Tensor, adv: torch.Tensor, eps: float, threat_model: str,
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Class predictions of ``model`` on ``x`` without gradients."""
+    if not len(x):
+        return torch.empty(0, dtype=torch.long, device=x.device)
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch_size]).argmax(dim=1)
-                          for i in range(0, len(x), batch_size)]) if len(x) else \
-            torch.empty(0, dtype=torch.long, device=x.device)
+                          for i in range(0, len(x), batch_size)])
 
 
 def succeeded(model: nn.Module, adv: torch.Tensor, y: torch.Tensor,
@@ -56,10 +61,29 @@ def succeeded(model: nn.Module, adv: torch.Tensor, y: torch.Tensor,
 
 
 def draw_seed(generator: torch.Generator | None) -> int | None:
-    """A 31-bit seed drawn from ``generator`` (``None`` when no generator is given)."""
+    """A seed drawn from ``generator`` (``None`` when no generator is given)."""
     if generator is None:
         return None
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+    return int(torch.randint(0, SEED_RANGE, (1,), generator=generator).item())
+
+
+def chunk_seed(seed: int | None, chunk: int) -> int | None:
+    """The seed of chunk ``chunk`` of a call seeded with ``seed`` (``None`` stays ``None``).
+
+    Chunks are cut the same way for every model, so two models attacked with the same
+    ``seed`` see the same randomness chunk by chunk (common random numbers)."""
+    return None if seed is None else (seed + chunk) % SEED_RANGE
+
+
+def chunks(n: int, size: int) -> list[slice]:
+    """Slices cutting ``n`` inputs into consecutive chunks of ``size`` (0: one chunk)."""
+    size = size if size > 0 else max(n, 1)
+    return [slice(start, start + size) for start in range(0, n, size)]
+
+
+def generator_for(seed: int | None) -> torch.Generator | None:
+    """A CPU generator seeded with ``seed`` (``None`` for an unseeded call)."""
+    return None if seed is None else torch.Generator().manual_seed(seed)
 
 
 @contextlib.contextmanager
