@@ -11,6 +11,8 @@ checked (classes in range, distances finite and non-negative) and fail otherwise
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import torch
@@ -166,7 +168,7 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
     elif isinstance(stored, torch.Tensor) and stored.dim() == x.dim() + 1 and k > 0:
         k = min(k, stored.shape[1])  # an attack that keeps only a few inputs itself
         arrays = {"adversarial": stored[:, :k].cpu().float().numpy(),
-                  "pred_adv": result.predictions[:, :k].cpu().numpy()}
+                  "pred_adv": cast(torch.Tensor, result.predictions)[:, :k].cpu().numpy()}
     if arrays:
         arrays.update(epsilons=np.asarray(result.epsilons, dtype="float64"),
                       clean=x[:k].numpy(), labels=y[:k].numpy())

@@ -21,7 +21,7 @@ import hashlib
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import hookimpl
 from .components import DataInfo, Dataset, LoadedData, Model
@@ -142,7 +142,8 @@ def evaluate(model, x, y, attacks: Sequence[str | Mapping[str, Any]], epsilons=N
     with torch.no_grad():
         probe = model(x[:1].to(params.device if params is not None else "cpu"))
     info = DataInfo(name=DATASET, input_shape=tuple(x.shape[1:]),
-                    num_classes=int(probe.shape[1]), bounds=tuple(bounds),
+                    num_classes=int(probe.shape[1]),
+                    bounds=cast("tuple[float, float]", tuple(bounds)),
                     eps_scale=eps_scale)
     digest = tensor_digest(x, y, module=model)
     plugin = _Plugin(*_components(model, x, y, info))
