@@ -185,7 +185,7 @@ def _cmd_run(args) -> int:
 
     if args.device is not None:
         check_device(args.device, "--device")
-    spec = load_experiment(args.experiment)
+    spec = load_experiment(args.experiment, paths=args.out is None)
     if args.dry_run:
         cells, units = plan(spec)
         out = args.out or spec.output

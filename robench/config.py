@@ -746,9 +746,11 @@ def component_spec(kind: str, name: str, options: dict[str, Any], *,
     return ctx.component(kind, name, options, where or kind)
 
 
-def load_experiment(path: str | Path, *, registry: Registry | None = None) -> ExperimentSpec:
-    """Read and validate an experiment file, and check that its output directory and
-    model cache can be written; errors name the file and key."""
+def load_experiment(path: str | Path, *, registry: Registry | None = None,
+                    paths: bool = True) -> ExperimentSpec:
+    """Read and validate an experiment file and, with ``paths``, check that its output
+    directory and model cache can be written (:func:`check_paths`); errors name the file
+    and key."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -769,5 +771,6 @@ def load_experiment(path: str | Path, *, registry: Registry | None = None) -> Ex
     except RecursionError:
         raise ConfigError("invalid TOML: nested too deeply", file=str(path)) from None
     spec = parse_experiment(raw, file=str(path), text=text, registry=registry)
-    check_paths(spec)
+    if paths:
+        check_paths(spec)
     return spec

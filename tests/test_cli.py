@@ -152,3 +152,14 @@ def test_doctor_is_a_plugin_command_that_can_be_blocked(capsys):
     with pytest.raises(SystemExit):
         main(["-p", "no:robench_plugins.commands", "doctor", "x"])
     assert "invalid choice: 'doctor'" in capsys.readouterr().err
+
+
+def test_out_replaces_the_file_output_in_the_path_checks(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    path = tmp_path / "exp.toml"
+    path.write_text(open(QUICKSTART).read().replace('output = "runs/quickstart"',
+                                                    f'output = "{afile}"'))
+    err = _one_error_line(capsys, 2, main(["validate", str(path)]))
+    assert "experiment.output: " in err and "is a file" in err
+    assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "run")]) == 0
