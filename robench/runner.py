@@ -35,9 +35,10 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from . import __version__
+from .components import Attack
 from .config import AttackSpec, ComponentSpec, ExperimentSpec, stable_hash
 from .errors import RobenchError
 from .plugins import DEFAULT_PLUGINS, Registry, get_registry
@@ -308,7 +309,7 @@ class Runner:
                           extra={k: v for k, v in stored.items() if k not in fields})
 
     def _attack_record(self, spec: AttackSpec) -> AttackRecord:
-        cls = self.registry.get("attack", spec.component.name)
+        cls = cast(type[Attack], self.registry.get("attack", spec.component.name))
         attack = spec.component.create(self.registry)  # the instance knows its threat model
         return AttackRecord(component=spec.component.name, library=cls.library,
                             threat_model=attack.threat_model.value,
