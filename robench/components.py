@@ -407,6 +407,10 @@ class FixedBudgetAttack(Attack):
     * crafts on ``source_model`` when given (transfer) and records
       ``details["crafted_on"]``.
 
+    Adversarial training calls ``perturb`` directly (one batch, the training
+    generator), so it should return inputs within the budget and the bounds itself; the
+    projection of ``run`` is the host's guarantee for the evaluated sweep.
+
     *Incremental sweep* (opt-in: the class attribute ``incremental = True`` or an
     ``incremental`` option): the budgets run in increasing order and each attacks only
     the inputs not yet broken on the crafting model (already misclassified, or at a

@@ -85,6 +85,15 @@ def _finite(v: float) -> bool:
     return math.isfinite(float(v))
 
 
+def _outputs(result: AttackResult) -> list:
+    """Every tensor a result answers with, on the CPU: the adversarials per eps, or the
+    predictions and then the distances per eps."""
+    if result.adversarials is not None:
+        return [a.detach().cpu() for a in result.adversarials]
+    rows = [] if result.predictions is None else list(result.predictions.cpu())
+    return rows + ([] if result.distances is None else list(result.distances.cpu()))
+
+
 def _device(model):
     try:
         return next(model.parameters()).device
@@ -167,6 +176,7 @@ def check_attack(attack: Attack, model, x, y, epsilons: Sequence[float], *,
             dist = distances(clipped - start, tm)
             pred, _, _ = predict(model, clipped, 512, device)
         else:
+            assert result.distances is not None and result.predictions is not None
             adv, dist = None, result.distances[i].cpu().float()
             pred = result.predictions[i].cpu().long()
         ok = within_budget(dist, eps, tm, num_features)
@@ -174,9 +184,9 @@ def check_attack(attack: Attack, model, x, y, epsilons: Sequence[float], *,
 
     # --- bounds
     if result.adversarials is not None and finite:
-        outside = [(e, float(torch.maximum(lo - a, a - hi).max()))
+        outside = [(e, max(lo - float(a.min()), float(a.max()) - hi))
                    for e, (a, _, _, _) in zip(epsilons, measured)
-                   if len(a) and (a.min() < lo - 1e-6 or a.max() > hi + 1e-6)]
+                   if a is not None and len(a) and (a.min() < lo - 1e-6 or a.max() > hi + 1e-6)]
         checks.append(Check("bounds", not outside,
                             f"outside {bounds} at eps {outside}" if outside
                             else f"within {bounds}"))
@@ -205,15 +215,8 @@ def check_attack(attack: Attack, model, x, y, epsilons: Sequence[float], *,
 
     # --- seed
     if props.deterministic:
-        again = run()
-        same = True
-        for i in range(len(epsilons)):
-            if result.adversarials is not None:
-                same &= torch.equal(result.adversarials[i].detach().cpu(),
-                                    again.adversarials[i].detach().cpu())
-            else:
-                same &= torch.equal(result.predictions[i].cpu(), again.predictions[i].cpu())
-                same &= torch.equal(result.distances[i].cpu(), again.distances[i].cpu())
+        first, again = _outputs(result), _outputs(run())
+        same = len(first) == len(again) and all(torch.equal(a, b) for a, b in zip(first, again))
         checks.append(Check("seed", same and rng_untouched,
                             ("same seed, same result" if same else "same seed, different result")
                             + ("" if rng_untouched else "; the global torch RNG was used")))
@@ -224,9 +227,9 @@ def check_attack(attack: Attack, model, x, y, epsilons: Sequence[float], *,
     if (isinstance(attack, FixedBudgetAttack) and not attack.is_incremental()
             and props.deterministic and result.adversarials is not None):
         gen = torch.Generator().manual_seed(seed)
-        alone = attack.run(model, x, y, epsilons[-1:], bounds=bounds, targets=targets,
-                           source_model=source_model, generator=gen).adversarials[0]
-        same = torch.equal(alone.detach().cpu(), result.adversarials[-1].detach().cpu())
+        alone = _outputs(attack.run(model, x, y, epsilons[-1:], bounds=bounds, targets=targets,
+                                    source_model=source_model, generator=gen))
+        same = len(alone) == 1 and torch.equal(alone[0], _outputs(result)[len(epsilons) - 1])
         checks.append(Check("grid", same, f"eps {epsilons[-1]:g} alone "
                             + ("equals" if same else "differs from") + " its value in the sweep"))
     else:
