@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ExperimentSpec, load_experiment
+from .config import ExperimentSpec, load_experiment, stable_hash
 from .plugins import Registry
 from .record import RunRecord
 from .results import RunStore
+
+REPORT_FINGERPRINT = "report_fingerprint"
+"""run.json key of the fingerprint of the state the rendered report shows."""
+
+VOLATILE = ("started", "finished", "duration_s", "git_commit", REPORT_FINGERPRINT)
+"""run.json keys that change on every run without changing what a report shows."""
+
+
+def report_fingerprint(record: RunRecord, formats: tuple[str, ...]) -> str:
+    """A hash of everything in ``record`` a report shows (not the timestamps) and of the
+    report's formats."""
+    state = {k: v for k, v in record.to_dict().items() if k not in VOLATILE}
+    return stable_hash({"record": state, "formats": list(formats)})
 
 
 class Run:
@@ -53,13 +66,25 @@ class Run:
         return self.record.failures()
 
     def report(self, formats: tuple[str, ...] | None = None) -> dict[str, Path]:
-        """Render the report into the run directory; returns paths by format."""
+        """Render the report into the run directory; returns paths by format. The run
+        record keeps the fingerprint of the state it shows (see :meth:`report_is_current`)."""
         from .report import render_report
 
         if formats is None:
             formats = tuple(self.record.experiment.config.get("report", {})
                             .get("formats", ("html", "md")))
-        return render_report(self.path, registry=self.registry, formats=formats)
+        paths = render_report(self.path, registry=self.registry, formats=formats)
+        self.record = self.store.record()
+        self.record.extra[REPORT_FINGERPRINT] = report_fingerprint(self.record, formats)
+        self.store.write_record(self.record)
+        return paths
+
+    def report_is_current(self, formats: tuple[str, ...]) -> bool:
+        """Whether the report files of ``formats`` exist and show the stored state: the
+        fingerprint recorded when they were rendered matches the record's now."""
+        return (self.record.extra.get(REPORT_FINGERPRINT)
+                == report_fingerprint(self.record, formats)
+                and all((self.path / f"report.{fmt}").is_file() for fmt in formats))
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status!r})"
@@ -75,7 +100,7 @@ def run(experiment: str | Path | ExperimentSpec, *, out: str | Path | None = Non
         load_experiment(experiment, registry=registry)
     store = Runner(spec, out, device=device, progress=progress, registry=registry).run()
     result = Run(store.path, registry=registry)
-    if report and spec.report_formats:
+    if report and spec.report_formats and not result.report_is_current(spec.report_formats):
         result.report(spec.report_formats)
     return result
 

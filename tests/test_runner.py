@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pandas as pd
 import pytest
-from conftest import SMOKE
+from conftest import REPO, SMOKE, TESTS
 
 import robench
 from robench import api
@@ -141,3 +144,35 @@ def test_shared_model_cache_trains_once_across_runs(write_toml, registry, tmp_pa
     assert not (tmp_path / "b" / "models").exists()
     pd.testing.assert_frame_equal(first.histories, second.histories)
     pd.testing.assert_frame_equal(first.results, second.results)
+
+
+def test_rerun_with_nothing_to_do_imports_no_torch_and_renders_nothing(write_toml, registry,
+                                                                        tmp_path):
+    path = write_toml(SMOKE.replace("formats = []", 'formats = ["md"]'))
+    out = tmp_path / "run"
+    first = api.run(path, out=out, registry=registry, progress=False)
+    assert first.record.extra["threads"] >= 1  # the thread policy is recorded
+    stamps = {p.name: p.stat().st_mtime_ns for p in [out / "report.md", out / "metrics.parquet",
+                                                     *(out / "results").glob("*")]}
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        import plugin_fixtures
+        from robench import api
+        from robench.plugins import build_registry
+        run = api.run({str(path)!r}, out={str(out)!r}, progress=False,
+                      registry=build_registry(autoload=False, plugins=[plugin_fixtures]))
+        assert run.status == "done", run.status
+        heavy = sorted(m for m in ("torch", "pandas", "matplotlib") if m in sys.modules)
+        print("heavy:", heavy)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "heavy: []" in proc.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in [out / "report.md", out / "metrics.parquet",
+                                                   *(out / "results").glob("*")]} == stamps
+    # a changed report format is rendered
+    path.write_text(path.read_text().replace('formats = ["md"]', 'formats = ["md", "html"]'))
+    api.run(path, out=out, registry=registry, progress=False)
+    assert (out / "report.html").is_file()
