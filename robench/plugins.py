@@ -137,8 +137,12 @@ class Registry:
     def _disable(self, plugin: str, error: str, component: str | None = None) -> None:
         self.failures.append(PluginFailure(plugin, self.package_of(plugin)[0], error,
                                            component))
-        if component is None and self.pm.has_plugin(plugin):
-            self.pm.unregister(name=plugin)
+        if component is None:
+            for entries in self._entries.values():
+                for name in [n for n, e in entries.items() if e.plugin == plugin]:
+                    del entries[name]
+            if self.pm.has_plugin(plugin):
+                self.pm.unregister(name=plugin)
 
     def package_of(self, plugin: str) -> tuple[str, str]:
         """(distribution, version) that provided ``plugin``."""

@@ -279,7 +279,14 @@ def test_a_raising_command_hook_disables_only_that_plugin():
     plugin = types.ModuleType("command_raiser")
     plugin.robench_register_commands = robench.hookimpl(
         lambda subparsers: (_ for _ in ()).throw(SystemExit(9)))
+
+    class Metric(robench.Metric):
+        """Goes down with its plugin."""
+        name = "command_raiser.metric"
+
+    plugin.robench_register_metrics = robench.hookimpl(lambda register: register(Metric))
     registry = build_registry(autoload=False, plugins=[plugin])
+    assert "command_raiser.metric" in registry.names("metric")
     import argparse
 
     sub = argparse.ArgumentParser().add_subparsers()
@@ -287,6 +294,7 @@ def test_a_raising_command_hook_disables_only_that_plugin():
     assert "doctor" in sub.choices
     (failure,) = registry.failures
     assert failure.plugin == "command_raiser" and "SystemExit: 9" in failure.error
+    assert "command_raiser.metric" not in registry.names("metric")
 
 
 def test_invalid_registrations_disable_the_plugin():
