@@ -131,3 +131,15 @@ def test_dask_local_cluster_runs_every_item_and_records_a_lost_one():
     got = outcomes(dask(n_workers=2, threads_per_worker=1, retries=0), items)
     assert got[1][:4] == ("done", 1, 1, "1") and got[3][:2] == ("done", 9)
     assert got[2][0] == "failed" and "died" in got[2][2]
+
+
+def test_dask_gpu_plugin_gives_each_worker_its_own_gpu(monkeypatch):
+    from robench_plugins.executors._dask_gpu import PinGpu
+
+    plugin = PinGpu([3, 5])
+    seen = []
+    for name in (0, 1, 2):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        plugin.setup(type("Worker", (), {"name": name})())
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["3", "5", "3"]

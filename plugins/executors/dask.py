@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from typing import Any
 
 from robench import Executor
@@ -40,17 +39,6 @@ def _run_task(item: Any, fn: Any, threads: int) -> Any:
     return fn(item)
 
 
-class _PinGpu:
-    """A Dask worker plugin giving the LocalCluster worker named ``k`` GPU ``gpus[k]``
-    alone (set before the worker's first task initialises CUDA)."""
-
-    def __init__(self, gpus: list[int]):
-        self.gpus = gpus
-
-    def setup(self, worker: Any) -> None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(self.gpus[int(worker.name) % len(self.gpus)])
-
-
 class DaskExecutor(Executor):
     """Dask distributed: a LocalCluster of worker processes by default, or the running
     scheduler at ``address`` to use the workers of many machines.
@@ -79,6 +67,8 @@ class DaskExecutor(Executor):
     def client(self, gpus: list[int]):
         """A client of the scheduler at ``address``, or of a LocalCluster started (and
         closed) with it."""
+        import logging
+
         import dask
         from distributed import Client, LocalCluster
 
@@ -91,10 +81,13 @@ class DaskExecutor(Executor):
         with dask.config.set({"distributed.scheduler.allowed-failures": self.options.retries}), \
                 LocalCluster(n_workers=workers, threads_per_worker=1,
                              processes=True, dashboard_address=None,
+                             silence_logs=logging.ERROR,
                              env={name: threads for name in _workers.THREAD_VARIABLES}) \
                 as cluster, Client(cluster) as client:
             if gpus:
-                client.register_plugin(_PinGpu(gpus), name="robench-pin-gpu")
+                from ._dask_gpu import PinGpu
+
+                client.register_plugin(PinGpu(gpus), name="robench-pin-gpu")
             yield client
 
     def map(self, fn, items):
