@@ -126,3 +126,20 @@ def test_kit_catches_broken_attacks(data, flaw, check):
     report = check_attack(attack, model, x, y, [0.0, 0.1, 0.3])
     assert not report.ok
     assert check in {c.name for c in report.failures}, report.summary()
+
+
+def test_the_example_plugin_attack_conforms(data, monkeypatch):
+    from conftest import REPO
+
+    import robench
+
+    monkeypatch.syspath_prepend(str(REPO / "plugins" / "example-plugin"))
+    from robench_example.hooks import GaussianNoise
+
+    model, x, y = data
+    attack = GaussianNoise(GaussianNoise.Options(draws=5))
+    assert isinstance(attack, robench.FixedBudgetAttack)
+    report = check_attack(attack, model, x, y, [0.0, 1.0, 4.0])
+    assert report.ok, report.summary()
+    passed = {c.name for c in report.checks if c.passed}
+    assert {"result", "bounds", "budget", "eps0", "seed", "grid"} <= passed, report.summary()
