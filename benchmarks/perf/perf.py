@@ -1,0 +1,244 @@
+"""Measure robench's overheads against hand-written library loops, and its executors.
+
+Every figure is measured in this one run, side by side with a direct call of the same
+library attack on the same trained weights (see README.md next to this file):
+
+    OMP_NUM_THREADS=1 python benchmarks/perf/perf.py [--work DIR] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+SAMPLES = 450                 # the whole digits test split
+PGD = 'attack = "foolbox.LinfPGD"\nrel_stepsize = 0.1'
+ONE_EPS = [0.1]
+SWEEP = [round(k / 32, 6) for k in range(1, 17)]           # 16 budgets, 1/32 .. 1/2
+MEMORY_EPS = (1, 16, 64)
+EXECUTORS = ("local", "processes", "dask")
+GIB = 2 ** 30
+
+HEADER = """
+[experiment]
+name = "{name}"
+seeds = {seeds}
+device = "cpu"
+model_cache = "{cache}"
+executor = "{executor}"
+{executor_line}
+
+[data]
+dataset = "digits"
+
+[training]
+epochs = {epochs}
+batch_size = 64
+
+[[models]]
+name = "mlp"
+hidden = [128]
+
+[defenses]
+{defenses}
+
+[metrics]
+use = ["robust_accuracy"]
+"""
+
+
+def experiment(work: Path, name: str, attacks: str, *, seeds=(0,), epochs=5,
+               defenses="none = []", executor="local", executor_options="",
+               cache: Path | None = None, formats="[]") -> Path:
+    """Write an experiment file on the digits MLP; return its path."""
+    text = HEADER.format(
+        name=name, seeds=list(seeds), cache=cache or work / "models", executor=executor,
+        executor_line=f"executor_options = {executor_options}" if executor_options else "",
+        epochs=epochs, defenses=defenses)
+    path = work / f"{name}.toml"
+    path.write_text(text + textwrap.dedent(attacks) + f"\n[report]\nformats = {formats}\n")
+    return path
+
+
+def pgd_attack(name: str, steps: int, epsilons: list[float]) -> str:
+    return (f'\n[[attacks]]\nname = "{name}"\n{PGD}\nsteps = {steps}\n'
+            f"epsilons = {epsilons}\nsamples = {SAMPLES}\n")
+
+
+def run_robench(path: Path, out: Path) -> tuple[float, dict]:
+    """Run an experiment in this process; its wall time and run.json."""
+    import robench
+
+    began = time.perf_counter()
+    robench.run(path, out=out, progress=False, report=False)
+    seconds = time.perf_counter() - began
+    return seconds, json.loads((out / "run.json").read_text())
+
+
+def trained_model(path: Path, cache: Path):
+    """The model of experiment ``path``, as trained into ``cache`` (its only model)."""
+    import torch
+
+    from robench.config import load_experiment
+    from robench.plugins import get_registry
+
+    (weights,) = cache.glob("*.pt")
+    registry = get_registry()
+    spec = load_experiment(path, registry=registry)
+    info = spec.data.dataset.create(registry).load(None).info
+    model = spec.models[0].component.create(registry).build(info)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def direct_pgd(model, epsilons: list[float], *, one_call: bool) -> float:
+    """Seconds of foolbox's LinfPGD-20 called directly on the test split (one call for
+    the whole list, or one call per budget), each budget's adversarials re-predicted."""
+    import foolbox
+    import torch
+
+    from robench.plugins import get_registry
+
+    data = get_registry().get("dataset", "digits")().load(None)
+    x, y = data.x_test[:SAMPLES], data.y_test[:SAMPLES]
+    fmodel = foolbox.PyTorchModel(model, bounds=(0.0, 1.0))
+    attack = foolbox.attacks.LinfPGD(steps=20, rel_stepsize=0.1)
+    began = time.perf_counter()
+    batches = [epsilons] if one_call else [[eps] for eps in epsilons]
+    for batch in batches:
+        _, clipped, _ = attack(fmodel, x, y, epsilons=batch)
+        with torch.no_grad():
+            for adv in clipped:
+                model(adv).argmax(1)
+    return time.perf_counter() - began
+
+
+def unit_seconds(record: dict, attack: str) -> float:
+    (unit,) = [u for u in record["units"].values() if u["attack"] == attack]
+    return unit["seconds"]
+
+
+def median_of(repeats: int, fn) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def overheads(work: Path, repeats: int) -> list[tuple[str, str, str]]:
+    """Unit cost and sweep cost against direct calls, on the same weights."""
+    attacks = pgd_attack("pgd_one", 20, ONE_EPS) + pgd_attack("pgd_sweep", 20, SWEEP)
+    path = experiment(work, "unit", attacks)
+    records = [run_robench(path, work / f"unit_run{k}")[1] for k in range(repeats)]
+    model = trained_model(path, work / "models")
+    one = statistics.median(unit_seconds(r, "pgd_one") for r in records)
+    sweep = statistics.median(unit_seconds(r, "pgd_sweep") for r in records)
+    direct_one = median_of(repeats, lambda: direct_pgd(model, ONE_EPS, one_call=True))
+    direct_sweep = median_of(repeats, lambda: direct_pgd(model, SWEEP, one_call=False))
+    return [
+        (f"unit cost / same attack called directly, digits MLP (PGD-20, {SAMPLES} inputs)",
+         f"x{one / direct_one:.2f} ({one:.2f} s / {direct_one:.2f} s)", "<= x1.3"),
+        ("16-eps bounded PGD sweep / naive direct sweep",
+         f"x{sweep / direct_sweep:.2f} ({sweep:.2f} s / {direct_sweep:.2f} s)", "<= x1.15"),
+    ]
+
+
+def memory_child(work: Path, n_eps: int) -> None:
+    """In a subprocess: run a PGD-1 unit over ``n_eps`` budgets; print the peak RSS."""
+    epsilons = [round(0.5 * (k + 1) / n_eps, 6) for k in range(n_eps)]
+    path = experiment(work, f"memory{n_eps}", pgd_attack("pgd1", 1, epsilons))
+    run_robench(path, work / f"memory{n_eps}_run")
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # ru_maxrss: KiB (Linux)
+
+
+def peak_memory(work: Path) -> list[tuple[str, str, str]]:
+    peaks = []
+    for n_eps in MEMORY_EPS:
+        out = subprocess.run([sys.executable, __file__, "--work", str(work),
+                              "--memory-child", str(n_eps)],
+                             check=True, capture_output=True, text=True).stdout
+        peaks.append(int(out.split()[-1]) / GIB)
+    spread = max(peaks) / min(peaks) - 1
+    return [(f"peak memory, PGD-1 at {' / '.join(map(str, MEMORY_EPS))} eps",
+             " / ".join(f"{p:.2f}" for p in peaks) + f" GiB (spread {spread:.0%})",
+             "flat (within 10%)")]
+
+
+def timed(command: list[str]) -> float:
+    began = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - began
+
+
+def rerun_vs_validate(work: Path, repeats: int) -> list[tuple[str, str, str]]:
+    """A finished run started again (nothing to do) against validating its file."""
+    path = experiment(work, "rerun", pgd_attack("pgd", 20, ONE_EPS), formats='["html", "md"]')
+    robench = str(Path(sys.executable).with_name("robench"))
+    out = work / "rerun_run"
+    subprocess.run([robench, "run", str(path), "--out", str(out)], check=True,
+                   capture_output=True)
+    rerun = median_of(repeats, lambda: timed([robench, "run", str(path), "--out", str(out)]))
+    validate = median_of(repeats, lambda: timed([robench, "validate", str(path)]))
+    return [("rerun with nothing to do / `robench validate` of the same file",
+             f"x{rerun / validate:.1f} ({rerun:.1f} s / {validate:.1f} s)", "<= x3")]
+
+
+def executors(work: Path) -> list[tuple[str, str, str]]:
+    """One multi-cell benchmark (2 defenses x 2 seeds) through every executor, each
+    training its own models."""
+    from robench.plugins import get_registry
+
+    attacks = ('\n[[attacks]]\nname = "fgsm"\nattack = "torchattacks.FGSM"\n'
+               f'epsilons = {SWEEP}\n' + pgd_attack("pgd", 20, SWEEP))
+    defenses = 'none = []\nl2 = [{ defense = "weight_decay", coefficient = 0.01 }]'
+    seconds, threads, workers = {}, {}, {}
+    for name in EXECUTORS:
+        path = experiment(work, f"cells_{name}", attacks, seeds=(0, 1), epochs=10,
+                          defenses=defenses, executor=name, cache=work / f"models_{name}")
+        seconds[name], record = run_robench(path, work / f"cells_{name}_run")
+        threads[name] = record["threads"]
+        executor = get_registry().get("executor", name)()
+        workers[name] = getattr(executor, "workers", 1)
+    cores = len(os.sched_getaffinity(0))
+    rows = [(f"`{name}`: workers x threads per worker (cores: {cores})",
+             f"{workers[name]} x {threads[name]} = {workers[name] * threads[name]}",
+             f"<= {cores}") for name in EXECUTORS]
+    rows += [(f"`{name}` speed-up over `local`, 4 cells (digits MLP, FGSM + PGD-20, "
+              f"16 eps)", f"x{seconds['local'] / seconds[name]:.2f} "
+              f"({seconds['local']:.0f} s / {seconds[name]:.0f} s)", f"-> x{cores}")
+             for name in EXECUTORS[1:]]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, help="working directory (default: a new "
+                        "temporary one)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings are medians of "
+                        "this many runs")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="robench-perf-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.memory_child:
+        memory_child(work, args.memory_child)
+        return
+    rows = overheads(work, args.repeats)
+    rows += peak_memory(work)
+    rows += rerun_vs_validate(work, args.repeats)
+    rows += executors(work)
+    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"{time.strftime('%Y-%m-%d')}\n")
+    print("| what | measured | target |\n|---|---|---|")
+    for what, measured, target in rows:
+        print(f"| {what} | {measured} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
