@@ -143,3 +143,15 @@ def test_dask_gpu_plugin_gives_each_worker_its_own_gpu(monkeypatch):
         plugin.setup(type("Worker", (), {"name": name})())
         seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
     assert seen == ["3", "5", "3"]
+
+
+def test_cells_run_with_the_executors_threads_per_worker(monkeypatch):
+    from types import SimpleNamespace
+
+    from robench.runner import thread_count
+
+    monkeypatch.setattr(_workers, "usable_cores", lambda: 16)
+    unset = SimpleNamespace(threads=None)
+    assert thread_count(unset, processes(threads_per_worker=4)) == 4
+    assert thread_count(unset, dask()) == 1
+    assert thread_count(SimpleNamespace(threads=3), processes(threads_per_worker=4)) == 3

@@ -57,6 +57,12 @@ class DaskExecutor(Executor):
     Options = DaskOptions
 
     @property
+    def threads(self) -> int:
+        """torch threads of each worker (``threads_per_worker``): the thread count of
+        every cell unless ``[experiment] threads`` says otherwise."""
+        return self.options.threads_per_worker
+
+    @property
     def workers(self) -> int:
         """Workers of the LocalCluster on the CPU: the option, else as many as fit the
         cores."""

@@ -81,6 +81,12 @@ class ProcessesExecutor(Executor):
     Options = ProcessesOptions
 
     @property
+    def threads(self) -> int:
+        """torch threads of each worker (``threads_per_worker``): the thread count of
+        every cell unless ``[experiment] threads`` says otherwise."""
+        return self.options.threads_per_worker
+
+    @property
     def workers(self) -> int:
         """Worker processes on the CPU: the option, else as many as fit the cores."""
         return self.options.max_workers or _workers.default_workers(
