@@ -72,9 +72,9 @@ class ProcessesExecutor(Executor):
     worker per GPU, each seeing only its own (``CUDA_VISIBLE_DEVICES``); ``cuda:N``
     runs every worker on GPU N. A worker that dies (out of memory, a crash) loses the
     items it was running: they run again on a fresh pool, ``retries`` times, and are
-    then recorded as failed. An item that runs longer than its ``timeout`` (the
-    experiment's ``unit_timeout``) has its worker stopped and is recorded as failed; the
-    other items it interrupted run again.
+    then recorded as failed. An item that runs longer than its ``timeout`` (a cell: the
+    experiment's ``unit_timeout`` per pending unit) has its worker stopped and is
+    recorded as failed; the other items it interrupted run again.
     """
 
     name = "processes"
