@@ -68,12 +68,14 @@ class Run:
     def report(self, formats: tuple[str, ...] | None = None) -> dict[str, Path]:
         """Render the report into the run directory; returns paths by format. The run
         record keeps the fingerprint of the state it shows (see :meth:`report_is_current`)."""
+        from .leaderboard import write_if_leaderboard_shaped
         from .report import render_report
 
         if formats is None:
             formats = tuple(self.record.experiment.config.get("report", {})
                             .get("formats", ("html", "md")))
         paths = render_report(self.path, registry=self.registry, formats=formats)
+        write_if_leaderboard_shaped(self)
         self.record = self.store.record()
         self.record.extra[REPORT_FINGERPRINT] = report_fingerprint(self.record, formats)
         self.store.write_record(self.record)

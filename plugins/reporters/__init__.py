@@ -9,6 +9,7 @@ from robench import hookimpl
 
 from .curves import AccuracyCurves
 from .examples import AdversarialExamples, FirstLayerFilters
+from .leaderboard import Leaderboard
 from .metric_figures import MetricFigures
 from .provenance import Provenance
 from .summary import Summary
@@ -18,6 +19,6 @@ from .training import TrainingCurves
 @hookimpl
 def robench_register_reporters(register):
     """Register the built-in reporters."""
-    for cls in (Summary, AccuracyCurves, MetricFigures, TrainingCurves, AdversarialExamples,
-                FirstLayerFilters, Provenance):
+    for cls in (Leaderboard, Summary, AccuracyCurves, MetricFigures, TrainingCurves,
+                AdversarialExamples, FirstLayerFilters, Provenance):
         register(cls)
