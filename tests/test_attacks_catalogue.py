@@ -88,11 +88,11 @@ def test_norm_option_sets_the_instance_threat_model():
                                 ("art.FastGradientMethod", {"norm": "inf"}, "linf")]:
         cls = reg.get("attack", name)
         attack = cls(parse_options(cls.Options, raw))
-        assert attack.threat_model.value == expected
-        assert type(attack).threat_model.value == expected  # what the host reads
-        assert isinstance(attack, cls) and attack.name == name
+        assert attack.threat_model.value == expected  # what the host reads: the instance
+        assert type(attack) is cls and attack.name == name  # no class swap
         again = pickle.loads(pickle.dumps(attack))
         assert (type(again), again.options) == (type(attack), attack.options)
+        assert again.threat_model.value == expected
     cls = reg.get("attack", "torchattacks.APGD")
     with pytest.raises(ConfigError):
         parse_options(cls.Options, {"norm": "L7"})
