@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from robench_plugins.metrics._tables import worst_case_samples
+from robench_plugins.metrics.accuracy import RobustAccuracy
 from robench_plugins.metrics.fooling import Fooling
 from robench_plugins.metrics.seeds import SeedSummary, SeedSummaryOptions
 from robench_plugins.metrics.testing import result_frame
@@ -127,8 +128,8 @@ def test_seed_summary_mean_and_t_interval():
         for i in range(4):
             rows.append(dict(seed=seed, epsilon=0.1, sample=i, label=0, pred_clean=0,
                              pred_adv=0 if i < acc * 4 else 1))
-    out = SeedSummary(SeedSummaryOptions(metrics=("robust_accuracy",))).from_results(
-        result_frame(rows))
+    out = SeedSummary(SeedSummaryOptions(metrics=("robust_accuracy",))).from_metrics(
+        RobustAccuracy().from_results(result_frame(rows)))
     row = out[(out["metric"] == "robust_accuracy_over_seeds")
               & (out["convention"] == "unconditional")].iloc[0]
     assert row["value"] == pytest.approx(0.75)
