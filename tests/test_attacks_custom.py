@@ -133,7 +133,7 @@ def test_jsma_records_its_implementation_and_respects_every_gamma():
     targets = (y + 1) % 10
     gammas = [0.03, 0.1, 0.2]
     for implementation, library in (("cleverhans_probs", "robench"),
-                                    ("torchattacks", "torchattacks")):
+                                    ("torchattacks", "torchattacks"), ("art", "art")):
         result = make("jsma", implementation=implementation).run(
             model, x, y, gammas, bounds=BOUNDS, targets=targets)
         assert result.library == library

@@ -15,6 +15,9 @@ Two implementations, each labelled for what it is (``details["implementation"]``
 * ``torchattacks``: torchattacks' JSMA (Papernot et al.'s pair rule on the *logit*
   Jacobian, ``ceil(d * gamma / 2)`` pair steps, so it gets gamma rounded down to an even
   number of features).
+* ``art``: ART's ``SaliencyMapMethod``, which scores feature pairs with the target-class
+  gradient only (not Papernot et al.'s rule); it adds a pair while the changed fraction
+  is <= gamma, so it gets ``eps - 2/d``.
 """
 
 from __future__ import annotations
@@ -31,21 +34,25 @@ IMPLEMENTATIONS = {
                         "evaluation), re-implemented in torch",
     "torchattacks": "torchattacks JSMA: Papernot et al. (2016) pair saliency on the logit "
                     "Jacobian, ceil(d * gamma / 2) pair steps",
+    "art": "ART SaliencyMapMethod: scores feature pairs with the target-class gradients only; "
+           "not Papernot et al.'s JSMA",
 }
 """Implementation name -> description recorded with every result."""
 
-TORCHATTACKS_ADAPTER = "torchattacks.JSMA"
+LIBRARY_ADAPTERS = {"torchattacks": "torchattacks.JSMA", "art": "art.SaliencyMapMethod"}
+"""Library implementation -> the registered adapter that runs it."""
 
 
 @dataclasses.dataclass(frozen=True)
 class JSMAOptions:
     """Options of :class:`JSMA`."""
 
-    implementation: Literal["cleverhans_probs", "torchattacks"] = dataclasses.field(
+    implementation: Literal["cleverhans_probs", "torchattacks", "art"] = dataclasses.field(
         default="cleverhans_probs",
         metadata={"help": "cleverhans_probs: the softmax-probability rule of cleverhans 2 that "
                           "Galloway et al.'s evaluation used; torchattacks: Papernot et al.'s "
-                          "logit rule as torchattacks implements it"})
+                          "logit rule as torchattacks implements it; art: ART's "
+                          "SaliencyMapMethod (target gradient only)"})
     theta: float = dataclasses.field(
         default=1.0, metadata={"help": "change applied to each chosen feature (> 0 increases "
                                        "features; the authors used 1)"})
@@ -66,10 +73,16 @@ def cleverhans_iterations(gamma: float, d: int) -> int:
     return max(0, math.floor(d * gamma / 2 + 1e-9))
 
 
-def torchattacks_gamma(eps: float, d: int) -> float:
-    """torchattacks' ``gamma`` for budget ``eps``: it runs ``ceil(d * gamma / 2)`` pair
-    steps, so it gets ``2 * floor(eps * d / 2) / d`` and never exceeds ``eps * d``
-    features."""
+def library_gamma(eps: float, d: int, implementation: str) -> float:
+    """The library's ``gamma`` for budget ``eps`` (fraction of the ``d`` features), chosen so
+    the library never changes more than ``eps * d`` features.
+
+    torchattacks runs ``ceil(d * gamma / 2)`` pair steps: it gets
+    ``2 * floor(eps * d / 2) / d``. ART adds a pair while the used fraction is <= gamma,
+    so it can end two features over: it gets ``eps - 2/d``.
+    """
+    if implementation == "art":
+        return eps - 2.0 / d
     return 2 * math.floor(eps * d / 2 + 1e-9) / d
 
 
@@ -150,9 +163,9 @@ class JSMA(Attack):
     failed attempts as they stand at that budget): failed attempts are kept as the attack
     leaves them, never replaced by the clean input. ``implementation`` chooses the rule
     (see the module docstring); ``cleverhans_probs`` answers the whole sweep from one
-    pass (snapshots after ``floor(d * gamma / 2)`` iterations), ``torchattacks`` runs the
-    library once per gamma. The rule is recorded in ``details["implementation"]`` and
-    ``details["rule"]``. Misclassified inputs are attacked too.
+    pass (snapshots after ``floor(d * gamma / 2)`` iterations), the library
+    implementations run the library once per gamma. The rule is recorded in
+    ``details["implementation"]`` and ``details["rule"]``. Misclassified inputs are attacked too.
 
     Galloway et al.'s perturbation rate is the mean over a 10 x N array whose
     source-class row stays 0 (0.9 x the mean over the 9N attempts): a metric over the
@@ -190,25 +203,26 @@ class JSMA(Attack):
                                 for j in range(len(epsilons))]
                 library, version = type(self).library, ""
             else:
-                adversarials, library, version = self._torchattacks(crafting, x, y, epsilons,
-                                                                    targets, bounds, parts)
+                adversarials, library, version = self._library(crafting, x, y, epsilons,
+                                                               targets, bounds, parts)
         details = {"implementation": self.options.implementation,
                    "rule": IMPLEMENTATIONS[self.options.implementation],
                    "crafted_on": "source_model" if source_model is not None else "model"}
         return self.result(epsilons, adversarials=adversarials, library=library,
                            library_version=version, details=details)
 
-    def _torchattacks(self, model, x, y, epsilons, targets, bounds, parts):
-        """One torchattacks run per gamma, kept as the library leaves it."""
+    def _library(self, model, x, y, epsilons, targets, bounds, parts):
+        """One library run per gamma, kept as the library leaves it."""
         import torch
 
         from .library import COMPONENTS
 
-        adapter_cls = next(c for c in COMPONENTS if c.name == TORCHATTACKS_ADAPTER)
+        implementation = self.options.implementation
+        adapter_cls = next(c for c in COMPONENTS if c.name == LIBRARY_ADAPTERS[implementation])
         d = math.prod(x.shape[1:])
         adversarials = []
         for eps in epsilons:
-            gamma = torchattacks_gamma(float(eps), d)
+            gamma = library_gamma(float(eps), d, implementation)
             if gamma <= 0:
                 adversarials.append(x.clone())
                 continue
