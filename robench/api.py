@@ -66,17 +66,27 @@ class Run:
         return self.record.failures()
 
     def report(self, formats: tuple[str, ...] | None = None) -> dict[str, Path]:
-        """Render the report into the run directory; returns paths by format. The run
-        record keeps the fingerprint of the state it shows (see :meth:`report_is_current`)."""
+        """Render the report into the run directory; returns paths by format.
+
+        Reporters that raise are recorded in run.json (``reporter_errors``), so they are
+        among :meth:`failures` and a finished run's status is ``failed``; the record
+        also keeps the fingerprint of the state the report shows (see
+        :meth:`report_is_current`).
+        """
         from .leaderboard import write_if_leaderboard_shaped
         from .report import render_report
 
         if formats is None:
             formats = tuple(self.record.experiment.config.get("report", {})
                             .get("formats", ("html", "md")))
-        paths = render_report(self.path, registry=self.registry, formats=formats)
+        errors: dict[str, str] = {}
+        paths = render_report(self.path, registry=self.registry, formats=formats,
+                              errors=errors)
         write_if_leaderboard_shaped(self)
         self.record = self.store.record()
+        self.record.extra["reporter_errors"] = errors
+        if self.record.status in ("done", "failed"):
+            self.record.status = "failed" if self.record.failures() else "done"
         self.record.extra[REPORT_FINGERPRINT] = report_fingerprint(self.record, formats)
         self.store.write_record(self.record)
         return paths
@@ -84,7 +94,8 @@ class Run:
     def report_is_current(self, formats: tuple[str, ...]) -> bool:
         """Whether the report files of ``formats`` exist and show the stored state: the
         fingerprint recorded when they were rendered matches the record's now."""
-        return (self.record.extra.get(REPORT_FINGERPRINT)
+        return (not self.record.extra.get("reporter_errors")
+                and self.record.extra.get(REPORT_FINGERPRINT)
                 == report_fingerprint(self.record, formats)
                 and all((self.path / f"report.{fmt}").is_file() for fmt in formats))
 

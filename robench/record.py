@@ -17,6 +17,7 @@ Layout (JSON)::
     cells:      {cell id: {cell: {dataset, model, defense, seed, cell}, key, status, ...}}
     units:      {unit id: {cell, attack, key, status, seconds, rows, ...}}
     metric_errors: {metric name: traceback}
+    reporter_errors: {reporter name: traceback}  (reporters that raised; kept in ``extra``)
 
 The column schemas of the tables beside it are in :mod:`robench.schema`.
 """
@@ -188,13 +189,16 @@ class RunRecord:
 
     # ------------------------------------------------------------------ queries
     def failures(self) -> dict[str, str]:
-        """Every failure of the run by id: failed cells and units, and metrics that raised
-        (``metric:<name>``), with their error messages."""
+        """Every failure of the run by id: failed cells and units, metrics that raised
+        (``metric:<name>``) and reporters that raised (``reporter:<name>``), with their
+        error messages."""
         out = {cid: rec.error or "" for cid, rec in self.cells.items() if rec.status == "failed"}
         out.update({uid: rec.error or "" for uid, rec in self.units.items()
                     if rec.status == "failed"})
         out.update({f"metric:{name}": (trace.strip().splitlines() or [""])[-1]
                     for name, trace in self.metric_errors.items()})
+        out.update({f"reporter:{name}": (trace.strip().splitlines() or [""])[-1]
+                    for name, trace in self.extra.get("reporter_errors", {}).items()})
         return out
 
     def done_units(self) -> list[str]:

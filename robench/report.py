@@ -128,12 +128,14 @@ class _ReadOnce(RunStore):
                 for key, arrays in cached.items()}
 
 
-def collect_sections(run: RunStore, registry=None) -> list[ReportSection]:
+def collect_sections(run: RunStore, registry=None,
+                     errors: dict[str, str] | None = None) -> list[ReportSection]:
     """Sections of every registered reporter for ``run``, sorted by ``order``.
 
     Reporters run in name order; sections of equal ``order`` keep that order. A
-    reporter that raises contributes one section with its error and traceback instead.
-    Stored tables are read once for all reporters.
+    reporter that raises contributes one section with its error and traceback instead
+    (and its traceback to ``errors``, by reporter name, when given). Stored tables are
+    read once for all reporters.
     """
     registry = _registry(registry)
     run = _ReadOnce(run.path)
@@ -144,6 +146,8 @@ def collect_sections(run: RunStore, registry=None) -> list[ReportSection]:
             sections.extend(reporter.sections(run) or [])
         except Exception as err:  # a broken reporter never stops the others
             sections.append(_error_section(name, err))
+            if errors is not None:
+                errors[name] = "".join(traceback.format_exception(err))
     return sorted(sections, key=lambda s: s.order)
 
 
@@ -185,12 +189,13 @@ def _error_section(name: str, err: BaseException) -> ReportSection:
 # ---------------------------------------------------------------------------- entry points
 
 
-def render_report(run_dir, *, registry=None,
-                  formats: Sequence[str] = REPORT_FORMATS) -> dict[str, Path]:
+def render_report(run_dir, *, registry=None, formats: Sequence[str] = REPORT_FORMATS,
+                  errors: dict[str, str] | None = None) -> dict[str, Path]:
     """Render ``RUN_DIR/report.html`` and/or ``RUN_DIR/report.md`` from the stored run.
 
     ``formats`` is any of ``"html"`` and ``"md"``; the Markdown report's figures are
-    written to ``RUN_DIR/figures/``. Returns ``{format: path}``.
+    written to ``RUN_DIR/figures/``. Reporters that raised are added to ``errors`` (see
+    :func:`collect_sections`). Returns ``{format: path}``.
     """
     _check_formats(formats)
     run = RunStore(run_dir)
@@ -204,7 +209,7 @@ def render_report(run_dir, *, registry=None,
         facts.append(f"finished {record['finished']}")
     if record.get("robench_version"):
         facts.append(f"robench {record['robench_version']}")
-    sections = collect_sections(run, registry)
+    sections = collect_sections(run, registry, errors)
     return write_report(run.path, title, " · ".join(facts), sections, formats=formats)
 
 

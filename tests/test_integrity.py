@@ -17,7 +17,7 @@ import torch
 from conftest import SMOKE
 
 import robench
-from robench import Attack, AttackResult, Metric, api
+from robench import Attack, AttackResult, Metric, Reporter, api
 from robench.config import load_experiment
 from robench.errors import RobenchError
 from robench.plugins import build_registry
@@ -122,6 +122,20 @@ class RaisingPerCell(Metric):
 
     def from_cell(self, cell):
         raise ZeroDivisionError("this per-cell metric raises on purpose")
+
+
+class RaisingReporter(Reporter):
+    """A reporter that always raises."""
+
+    name = "integrity.raising_reporter"
+
+    def sections(self, run):
+        raise ZeroDivisionError("this reporter raises on purpose")
+
+
+@robench.hookimpl
+def robench_register_reporters(register):
+    register(RaisingReporter)
 
 
 @robench.hookimpl
@@ -252,6 +266,16 @@ def test_a_raising_metric_is_a_failure_of_the_run(metric, key, tmp_path, cache, 
     assert run.status == "failed"
     assert "raises on purpose" in run.failures()[key]
     assert len(run.results) == 6 * 200  # the units themselves are complete
+
+
+def test_a_raising_reporter_is_a_failure_of_the_run(tmp_path, cache, reg):
+    path = _experiment(tmp_path, cache)
+    path.write_text(path.read_text().replace("formats = []", 'formats = ["md"]\n'
+                                             'reporters = ["integrity.raising_reporter"]'))
+    run = api.run(path, out=tmp_path / "run", registry=reg, progress=False)
+    assert run.status == "failed"
+    assert "raises on purpose" in run.failures()["reporter:integrity.raising_reporter"]
+    assert api.load(run.path).failures() == run.failures()
 
 
 # ------------------------------------------------------------------ parts
