@@ -309,10 +309,11 @@ class Attack(Component):
         run = cls.__dict__.get("run")
         if run is None or getattr(run, "__final__", False):
             return
-        if _SWEEP_BASES and issubclass(cls, _SWEEP_BASES):
+        base = next((b for b in _SWEEP_BASES if issubclass(cls, b)), None)
+        if base is not None:
             raise TypeError(f"{cls.__qualname__} overrides the final run() of "
-                            f"{cls.__mro__[1].__name__}: write perturb() (fixed budget) or "
-                            f"search() (minimal) instead")
+                            f"{base.__name__}: write perturb() (fixed budget) or search() "
+                            f"(minimal) instead")
         if not cls.sweeps_itself:
             warnings.warn(
                 f"attack {cls.__qualname__} overrides Attack.run without "
