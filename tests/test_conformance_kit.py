@@ -9,7 +9,7 @@ import pytest
 import torch
 from attack_fixtures import digits_mlp, first_test_digits, make
 
-from robench import Attack, AttackProperties, AttackResult, ThreatModel
+from robench import Attack, AttackProperties, AttackResult, FixedBudgetAttack, ThreatModel
 from robench.testing import check_attack
 
 LINF = [0.0, 0.03, 0.1]
@@ -143,3 +143,27 @@ def test_the_example_plugin_attack_conforms(data, monkeypatch):
     assert report.ok, report.summary()
     passed = {c.name for c in report.checks if c.passed}
     assert {"result", "bounds", "budget", "eps0", "seed", "grid"} <= passed, report.summary()
+
+
+class _GridDependent(FixedBudgetAttack):
+    """A sign-noise attack that (wrongly) keeps a counter across calls, so an eps's
+    result depends on the eps run before it."""
+
+    name = "grid_dependent"
+    library = "tests"
+    Options = _NoOptions
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.calls = 0
+
+    def perturb(self, model, x, y, eps, *, bounds, targets=None, generator=None):
+        self.calls += 1
+        signs = torch.randint(0, 2, x.shape, generator=generator).float() * 2 - 1
+        return x + eps * signs * (1.0 if self.calls % 2 else 0.5)
+
+
+def test_kit_catches_a_fixed_budget_attack_whose_result_depends_on_the_grid(data):
+    model, x, y = data
+    report = check_attack(_GridDependent(), model, x, y, [0.0, 0.1, 0.3])
+    assert "grid" in {c.name for c in report.failures}, report.summary()
