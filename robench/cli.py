@@ -69,10 +69,12 @@ def _parser(registry) -> argparse.ArgumentParser:
                    help="print the cells and a rough cost estimate; run nothing")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--no-report", action="store_true", help="skip rendering the report")
+    _override_option(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("validate", help="check an experiment file without running it")
     p.add_argument("experiment")
+    _override_option(p)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("plugins", help="list installed datasets, models, defenses, attacks, ...")
@@ -92,6 +94,20 @@ def _parser(registry) -> argparse.ArgumentParser:
 
     registry.register_commands(sub)
     return parser
+
+
+def _override_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--override", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a value of the file (repeatable): KEY a key path "
+                             "such as training.epochs or models[0].hidden, VALUE a TOML "
+                             "value (else a string)")
+
+
+def _overrides(args) -> list:
+    from .overrides import from_command_line
+
+    return [from_command_line(text) for text in args.overrides]
 
 
 def _cmd_plugins(args) -> int:
@@ -130,7 +146,7 @@ def _cmd_validate(args) -> int:
     from .config import load_experiment
     from .runner import plan
 
-    spec = load_experiment(args.experiment)
+    spec = load_experiment(args.experiment, overrides=_overrides(args))
     cells, units = plan(spec)
     print(f"{args.experiment}: ok ({len(cells)} cells, {len(units)} attack sweeps)")
     return 0
@@ -185,7 +201,8 @@ def _cmd_run(args) -> int:
 
     if args.device is not None:
         check_device(args.device, "--device")
-    spec = load_experiment(args.experiment, paths=args.out is None)
+    spec = load_experiment(args.experiment, paths=args.out is None,
+                           overrides=_overrides(args))
     if args.dry_run:
         cells, units = plan(spec)
         out = args.out or spec.output

@@ -30,12 +30,16 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from .components import Attack, Component, ThreatModel
 from .errors import ConfigError, PluginError, did_you_mean
+from .grids import NOT_A_GRID, Alias, expand_entries, find_grids
 from .options import option_fields, parse_number, parse_options
+from .overrides import Override, from_mapping
+from .overrides import apply as apply_overrides
 from .plugins import Registry, get_registry
 
 SECTIONS = ("experiment", "data", "training", "models", "defenses", "attacks", "metrics",
@@ -53,6 +57,10 @@ ID_SEPARATOR = "--"
 
 NAME_MAX, PATH_MAX = 255, 4096
 """File name and path length limits (bytes) of the common file systems."""
+
+IMPORT_PREFIX, IMPORT_MODEL = "import:", "import"
+"""``model = "import:package.module:factory"`` is short for the model plugin ``import``
+with ``target = "package.module:factory"``."""
 
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 """Device strings accepted by ``[experiment] device`` and ``--device``."""
@@ -220,11 +228,26 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 class _Ctx:
     """Error context: the file and its text, for line numbers in messages."""
 
-    def __init__(self, file: str, text: str, registry: Registry):
+    def __init__(self, file: str, text: str, registry: Registry,
+                 overrides: tuple[Override, ...] = ()):
         self.file, self.lines, self.registry = file, text.splitlines(), registry
         self.current = ""  # the entry being validated, named by unforeseen errors
+        self.overrides = overrides
+        self.aliases: list[Alias] = []  # expanded entries -> the entries of the file
 
     def error(self, key: str, message: str) -> ConfigError:
+        """The error at ``key``: named as the file has it (an expanded grid entry by the
+        entry it came from), with its line, or with the override that set it."""
+        for alias in self.aliases:
+            original = alias.rewrite(key)
+            if original is not None:
+                key = original
+                if alias.label is not None:
+                    message += f" (in the grid expansion {alias.label!r})"
+                break
+        override = next((o for o in reversed(self.overrides) if o.touches(key)), None)
+        if override is not None:
+            return ConfigError(f"{message} (from {override.source})", file=self.file, key=key)
         return ConfigError(message, file=self.file, key=key, line=self.find_line(key))
 
     def find_line(self, key: str) -> int | None:
@@ -400,17 +423,24 @@ def _parse_training(ctx: _Ctx, table: dict, key: str) -> TrainingSpec:
         raise ctx.error(f"{key}.{err.key}" if err.key else key, err.reason) from None
 
 
-def _label(ctx: _Ctx, value: Any, key: str) -> str:
+def label_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a label (of the experiment, a model, a defense stack or an
+    attack), or None."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
-        raise ctx.error(key, f"expected a label of letters, digits, '_', '.', '+' or '-', "
-                             f"got {value!r}")
+        return f"expected a label of letters, digits, '_', '.', '+' or '-', got {value!r}"
     if ID_SEPARATOR in value:
-        raise ctx.error(key, f"{value!r} contains {ID_SEPARATOR!r}, which joins labels into "
-                             f"ids")
+        return f"{value!r} contains {ID_SEPARATOR!r}, which joins labels into ids"
     if len(value) > LABEL_MAX:
-        raise ctx.error(key, f"label of {len(value)} characters; at most {LABEL_MAX}")
+        return f"label of {len(value)} characters; at most {LABEL_MAX}"
     if not value.strip("."):
-        raise ctx.error(key, f"{value!r} is not a usable label (it names a directory)")
+        return f"{value!r} is not a usable label (it names a directory)"
+    return None
+
+
+def _label(ctx: _Ctx, value: Any, key: str) -> str:
+    problem = label_problem(value)
+    if problem:
+        raise ctx.error(key, problem)
     return value
 
 
@@ -512,15 +542,25 @@ def _parse_report(ctx: _Ctx, table: dict) -> ReportSpec:
     return ReportSpec(formats=tuple(formats), eps=eps, reporters=reporters)
 
 
+Overrides = Mapping[str, Any] | Iterable[Override] | None
+"""Overrides of values of the file: ``{"training.epochs": 3}`` or parsed ``-o`` options
+(see :mod:`robench.overrides`)."""
+
+
 def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: str = "",
-                     registry: Registry | None = None) -> ExperimentSpec:
-    """Validate a parsed TOML mapping into an :class:`ExperimentSpec`.
+                     registry: Registry | None = None,
+                     overrides: Overrides = None) -> ExperimentSpec:
+    """Validate a parsed TOML mapping, with ``overrides`` applied, into an
+    :class:`ExperimentSpec` (whose ``raw`` holds the overridden mapping).
 
     Every problem is a :class:`ConfigError` naming the file and key, including the
     unforeseen ones (a plugin's check failing oddly, absurd nesting), which name the
-    entry being validated.
+    entry being validated; a problem with an overridden value names the override.
     """
-    ctx = _Ctx(file, text, registry or get_registry())
+    changes = tuple(from_mapping(overrides) if isinstance(overrides, Mapping)
+                    else overrides or ())
+    raw = apply_overrides(raw, changes, file=file)
+    ctx = _Ctx(file, text, registry or get_registry(), changes)
     try:
         return _parse_experiment(ctx, raw)
     except ConfigError:
@@ -542,9 +582,108 @@ def _entries(ctx: _Ctx, raw: dict, section: str) -> list[dict]:
     return entries
 
 
+def _expand(ctx: _Ctx, tables: list[dict], key: str, label: Any, label_key: str,
+            section: str) -> list[tuple[str, list[dict]]] | None:
+    """The grid expansions of one model, stack or attack, or None (no grid, or no
+    label: validation reports the missing name or plugin)."""
+    if label is None:
+        return None
+    return expand_entries(tables, key, label, label_key, section, ctx.error, label_problem)
+
+
+def _expand_grids(ctx: _Ctx, raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with its grids expanded (:mod:`robench.grids`); ``ctx`` learns which
+    expanded entry came from which entry of the file. Malformed sections are left for
+    validation to report."""
+    for section, body in raw.items():
+        if section not in NOT_A_GRID:
+            for key in find_grids(body, section):
+                raise ctx.error(key, "grids are allowed in [[models]] entries, [defenses] "
+                                     "stacks and [[attacks]] entries only")
+    raw = dict(raw)
+    groups: dict[str, list[str]] = {}  # stack label -> the labels of its expansions
+    stacks = raw.get("defenses")
+    if isinstance(stacks, dict):
+        expanded: dict[str, Any] = {}
+        for label, stack in stacks.items():
+            key = f"defenses.{label}"
+            result = (_expand(ctx, stack, key, label, key, "defenses")
+                      if isinstance(stack, list) and all(isinstance(d, dict) for d in stack)
+                      else None)
+            for name, tables in result or [(label, stack)]:
+                if name in expanded or (result and name in stacks):
+                    raise ctx.error(key, f"the defense stack label {name!r} is used twice "
+                                         f"(once by a grid expansion)")
+                expanded[name] = tables
+                if result:
+                    ctx.aliases.append(Alias(f"defenses.{name}", key, name))
+            if result:
+                groups[label] = [name for name, _ in result]
+        raw["defenses"] = expanded
+    for section in ("models", "attacks"):
+        entries = raw.get(section)
+        if not isinstance(entries, list):
+            continue
+        out: list[Any] = []
+        for i, entry in enumerate(entries):
+            key = f"{section}[{i}]"
+            result = None
+            if isinstance(entry, dict):
+                result = _expand(ctx, [entry], key, _entry_label(section, entry),
+                                 f"{key}.name", section)
+            if result is None:
+                if len(out) != i:
+                    ctx.aliases.append(Alias(f"{section}[{len(out)}]", key, None))
+                out.append(entry)
+                continue
+            for name, (table,) in result:
+                ctx.aliases.append(Alias(f"{section}[{len(out)}]", key, name))
+                if section == "models":
+                    table["model"] = entry.get("model", entry["name"])
+                out.append({**table, "name": name})
+        if section == "models" and groups:
+            out = [{**m, "defenses": [e for d in m["defenses"] for e in groups.get(d, [d])]}
+                   if isinstance(m, dict) and isinstance(m.get("defenses"), list)
+                   and all(isinstance(d, str) for d in m["defenses"]) else m for m in out]
+        raw[section] = out
+    return raw
+
+
+def _model_component(ctx: _Ctx, entry: dict, label: str, key: str,
+                     host: tuple[str, ...]) -> ComponentSpec:
+    """The model plugin of a ``[[models]]`` entry and its options (the entry's other
+    keys); ``model = "import:TARGET"`` stands for the import model with that target."""
+    name = entry.get("model", label)
+    options = {k: v for k, v in entry.items() if k not in host}
+    if not (isinstance(name, str) and name.startswith(IMPORT_PREFIX)):
+        return ctx.component("model", name, options, f"{key}.model", host)
+    if "target" in options:
+        raise ctx.error(f"{key}.target", f"the target is given twice: by model = {name!r} "
+                                         f"and by target")
+    options["target"] = name[len(IMPORT_PREFIX):]
+    try:
+        return ctx.component("model", IMPORT_MODEL, options, f"{key}.model", host)
+    except ConfigError as err:
+        if not (err.key or "").endswith(".target"):  # (a key as the file has it)
+            raise
+        raise ctx.error(f"{key}.model", err.reason) from None
+
+
+def _entry_label(section: str, entry: dict) -> Any:
+    """The label of a ``[[models]]`` or ``[[attacks]]`` entry (an attack's defaults to its
+    plugin's name), as validation reads it."""
+    if section == "models":
+        return entry.get("name")
+    component = entry.get("attack")
+    if "library" in entry and isinstance(entry["library"], str) and isinstance(component, str):
+        component = f"{entry['library']}.{component}"
+    return entry.get("name", component)
+
+
 def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
     registry, file = ctx.registry, ctx.file
     ctx.check_keys(raw, SECTIONS, "")
+    original, raw = raw, _expand_grids(ctx, raw)
     ctx.current = "experiment"
 
     exp = ctx.table(raw, "experiment", "experiment")
@@ -615,9 +754,7 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
                                                f"labels, got {only!r}")
         models.append(ModelSpec(
             label=label,
-            component=ctx.component("model", entry.get("model", label),
-                                    {k: v for k, v in entry.items() if k not in host},
-                                    f"{key}.model", host),
+            component=_model_component(ctx, entry, label, key, host),
             training=_parse_training(ctx, merged, f"{key}.training"),
             raw_training=merged,
             defenses=tuple(only) if only is not None else None,
@@ -734,7 +871,7 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
         name=name, file=file, seeds=tuple(seeds), device=device, output=output,
         model_cache=model_cache, executor=executor, data=data_spec, models=tuple(models),
         defenses=tuple(stacks), attacks=tuple(attacks), metrics=tuple(metrics),
-        report=report, raw=raw, threads=threads, unit_timeout=unit_timeout,
+        report=report, raw=original, threads=threads, unit_timeout=unit_timeout,
     )
 
 
@@ -747,10 +884,10 @@ def component_spec(kind: str, name: str, options: dict[str, Any], *,
 
 
 def load_experiment(path: str | Path, *, registry: Registry | None = None,
-                    paths: bool = True) -> ExperimentSpec:
-    """Read and validate an experiment file and, with ``paths``, check that its output
-    directory and model cache can be written (:func:`check_paths`); errors name the file
-    and key."""
+                    paths: bool = True, overrides: Overrides = None) -> ExperimentSpec:
+    """Read an experiment file, apply ``overrides`` and validate it and, with ``paths``,
+    check that its output directory and model cache can be written
+    (:func:`check_paths`); errors name the file and key."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -770,7 +907,8 @@ def load_experiment(path: str | Path, *, registry: Registry | None = None,
         raise ConfigError(f"invalid TOML: {err}", file=str(path)) from None
     except RecursionError:
         raise ConfigError("invalid TOML: nested too deeply", file=str(path)) from None
-    spec = parse_experiment(raw, file=str(path), text=text, registry=registry)
+    spec = parse_experiment(raw, file=str(path), text=text, registry=registry,
+                            overrides=overrides)
     if paths:
         check_paths(spec)
     return spec
