@@ -85,6 +85,44 @@ def check_predictions(pred: torch.Tensor, dist: torch.Tensor, num_classes: int,
                          f"distances are finite and non-negative")
 
 
+def _frame(columns: dict[str, list[np.ndarray]], epsilons, samples: np.ndarray, source: str,
+           labels: np.ndarray, targets: np.ndarray | None,
+           pred_clean: np.ndarray) -> pd.DataFrame:
+    """The rows of every eps (eps-major), built from numpy columns."""
+    num_eps = len(epsilons)
+    pred_adv = np.concatenate(columns["pred_adv"]).astype("int64")
+    ok = np.concatenate(columns["within_budget"]).astype(bool)
+    label = np.tile(labels, num_eps)
+    has_label = label >= 0
+    clean = np.tile(pred_clean, num_eps).astype("int64")
+    if targets is not None:
+        target = np.tile(targets, num_eps)
+        success = pred_adv == target
+    else:  # untargeted: the label changes (or, for inputs without one, the prediction)
+        target = None
+        success = pred_adv != np.where(has_label, label, clean)
+    n = len(samples)
+    label_column = pd.array(label, dtype="Int64")
+    label_column[~has_label] = pd.NA
+    return pd.DataFrame({
+        "epsilon": np.repeat(np.asarray(epsilons, dtype="float64"), n),
+        "sample": np.tile(np.asarray(samples, dtype="int64"), num_eps),
+        "source": source,
+        "target": (pd.array(target, dtype="Int64") if target is not None
+                   else pd.array(np.full(len(label), pd.NA), dtype="Int64")),
+        "label": label_column,
+        "pred_clean": clean,
+        "pred_adv": pred_adv,
+        "distance": np.concatenate(columns["distance"]).astype("float64"),
+        "confidence": np.concatenate(columns["confidence"]).astype("float32"),
+        "margin": np.concatenate(columns["margin"]).astype("float32"),
+        "within_budget": ok,
+        "correct_clean": (clean == label) & has_label,
+        "correct_adv": (pred_adv == label) & has_label,
+        "success": success & ok,
+    })
+
+
 def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
                 samples: np.ndarray, targets: torch.Tensor | None, *,
                 threat_model: ThreatModel, bounds: tuple[float, float], num_classes: int,
@@ -106,19 +144,16 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
         if result.targets is not None:
             targets = result.targets.cpu()
     n = len(x)
-    pred_clean, _, _ = predict(model, x, batch_size, device)
+    pred_clean = predict(model, x, batch_size, device)[0].numpy()
     lo, hi = bounds
     num_features = int(np.prod(x.shape[1:]))
-    label = pd.array(y.numpy(), dtype="Int64")
-    label[y.numpy() < 0] = pd.NA
-    target = (pd.array(targets.numpy(), dtype="Int64") if targets is not None
-              else pd.array([pd.NA] * n, dtype="Int64"))
-    frames = []
     k = min(examples, n)
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in (
+        "pred_adv", "distance", "confidence", "margin", "within_budget")}
     kept: dict[str, list] = {"adversarial": [], "pred_adv": []}
-    for i, eps in enumerate(result.epsilons):
-        if result.adversarials is not None:
-            adv = result.adversarials[i].detach().cpu().float()
+    if result.adversarials is not None:  # one eps at a time: a lazy sequence is not held
+        for eps, adv in zip(result.epsilons, result.adversarials):
+            adv = adv.detach().cpu().float()
             if adv.shape != x.shape:
                 raise ValueError(f"attack returned adversarials of shape {tuple(adv.shape)} "
                                  f"for inputs of shape {tuple(x.shape)} at eps={eps}")
@@ -128,38 +163,31 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
             ok = within_budget(dist, eps, threat_model, num_features) & finite
             pred, conf, margin = predict(model, torch.where(
                 finite.view(-1, *[1] * (adv.dim() - 1)), adv, x), batch_size, device)
-            pred = torch.where(ok, pred, pred_clean)
-            conf = torch.where(ok, conf, torch.nan)
-            margin = torch.where(ok, margin, torch.nan)
-            kept["adversarial"].append(adv[:k].numpy())
-            kept["pred_adv"].append(pred[:k].numpy())
-        else:
-            if result.predictions is None or result.distances is None:
-                raise ValueError("an AttackResult needs adversarials, or predictions "
-                                 "and distances")
+            ok_np = ok.numpy()
+            columns["pred_adv"].append(np.where(ok_np, pred.numpy(), pred_clean))
+            columns["confidence"].append(np.where(ok_np, conf.numpy(), np.nan))
+            columns["margin"].append(np.where(ok_np, margin.numpy(), np.nan))
+            columns["distance"].append(dist.numpy())
+            columns["within_budget"].append(ok_np)
+            kept["adversarial"].append(adv[:k].numpy().copy())  # not a view of all of adv
+            kept["pred_adv"].append(columns["pred_adv"][-1][:k])
+            del adv
+    else:
+        if result.predictions is None or result.distances is None:
+            raise ValueError("an AttackResult needs adversarials, or predictions "
+                             "and distances")
+        for i, eps in enumerate(result.epsilons):
             pred = result.predictions[i].cpu().long()
             dist = result.distances[i].cpu().float()
             check_predictions(pred, dist, num_classes, eps)
-            ok = within_budget(dist, eps, threat_model, num_features)
-            conf = margin = torch.full((n,), torch.nan)
-        pred_np = pred.numpy()
-        frame = pd.DataFrame({
-            "epsilon": float(eps), "sample": samples, "source": source,
-            "target": target, "label": label, "pred_clean": pred_clean.numpy(),
-            "pred_adv": pred_np, "distance": dist.numpy().astype("float64"),
-            "confidence": conf.numpy(), "margin": margin.numpy(), "within_budget": ok.numpy(),
-        })
-        frames.append(frame)
-    rows = pd.concat(frames, ignore_index=True)
-    rows["correct_clean"] = (rows["pred_clean"] == rows["label"]).fillna(False).astype(bool)
-    rows["correct_adv"] = (rows["pred_adv"] == rows["label"]).fillna(False).astype(bool)
-    if targets is not None:
-        success = (rows["pred_adv"] == rows["target"]).to_numpy(dtype=bool, na_value=False)
-    else:  # untargeted: the label changes (or, for inputs without one, the prediction)
-        reference = rows["label"].to_numpy(dtype="float64", na_value=np.nan)
-        reference = np.where(np.isnan(reference), rows["pred_clean"], reference)
-        success = rows["pred_adv"].to_numpy() != reference
-    rows["success"] = success & rows["within_budget"].to_numpy()
+            columns["pred_adv"].append(pred.numpy())
+            columns["distance"].append(dist.numpy())
+            columns["within_budget"].append(
+                within_budget(dist, eps, threat_model, num_features).numpy())
+            columns["confidence"].append(np.full(n, np.nan, dtype="float32"))
+            columns["margin"].append(np.full(n, np.nan, dtype="float32"))
+    rows = _frame(columns, result.epsilons, samples, source, y.numpy(),
+                  None if targets is None else targets.numpy(), pred_clean)
     arrays: dict[str, np.ndarray] = {}
     stored = result.details.get("examples")
     if kept["adversarial"] and k > 0:
