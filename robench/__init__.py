@@ -46,16 +46,19 @@ hookimpl = pluggy.HookimplMarker("robench")
 """Marker for plugin hook implementations (``@robench.hookimpl``)."""
 
 
-def run(experiment, *, out=None, device=None, progress=True, report=True):
+def run(experiment, *, out=None, device=None, progress=True, report=True, overrides=None):
     """Run an experiment file (path) and return its :class:`robench.api.Run`.
 
     Finished units in ``out`` are reused, so calling it again resumes. ``device`` is
     ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` and overrides the file's setting; the report
-    is rendered into the run directory unless ``report=False``.
+    is rendered into the run directory unless ``report=False``. ``overrides`` change
+    values of the file as ``robench run -o KEY=VALUE`` does:
+    ``{"training.epochs": 3, "models[0].hidden": [64]}``.
     """
     from .api import run as _run
 
-    return _run(experiment, out=out, device=device, progress=progress, report=report)
+    return _run(experiment, out=out, device=device, progress=progress, report=report,
+                overrides=overrides)
 
 
 def load(run_dir):

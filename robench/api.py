@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from .config import ExperimentSpec, load_experiment, stable_hash
+from .config import ExperimentSpec, load_experiment, parse_experiment, stable_hash
 from .plugins import Registry
 from .record import RunRecord
 from .results import RunStore
@@ -105,12 +107,20 @@ class Run:
 
 def run(experiment: str | Path | ExperimentSpec, *, out: str | Path | None = None,
         device: str | None = None, progress: bool = True, report: bool = True,
-        registry: Registry | None = None) -> Run:
-    """Run (or resume) an experiment and render its report; returns the :class:`Run`."""
+        registry: Registry | None = None, overrides: Mapping[str, Any] | None = None) -> Run:
+    """Run (or resume) an experiment and render its report; returns the :class:`Run`.
+
+    ``overrides`` change values of the experiment before it is validated, as ``robench
+    run -o KEY=VALUE`` does: ``{"training.epochs": 3, "models[0].hidden": [64]}`` (values
+    as given; see :mod:`robench.overrides`).
+    """
     from .runner import Runner
 
-    spec = experiment if isinstance(experiment, ExperimentSpec) else \
-        load_experiment(experiment, registry=registry)
+    if isinstance(experiment, ExperimentSpec):
+        spec = experiment if not overrides else parse_experiment(
+            experiment.raw, file=experiment.file, registry=registry, overrides=overrides)
+    else:
+        spec = load_experiment(experiment, registry=registry, overrides=overrides)
     store = Runner(spec, out, device=device, progress=progress, registry=registry).run()
     result = Run(store.path, registry=registry)
     if report and spec.report_formats and not result.report_is_current(spec.report_formats):
