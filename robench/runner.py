@@ -30,7 +30,6 @@ import platform
 import subprocess
 import sys
 import time
-import traceback
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -195,10 +194,13 @@ def _cores() -> int:
 
 
 def thread_count(spec: ExperimentSpec, executor) -> int:
-    """torch's intra-op threads per worker: ``[experiment] threads``, else the cores
-    divided by the executor's ``workers`` (1 for the local executor), at least 1."""
+    """torch's intra-op threads per worker: ``[experiment] threads``, else the
+    executor's own ``threads`` per worker when it declares them, else the cores divided
+    by the executor's ``workers`` (1 for the local executor), at least 1."""
     if spec.threads:
         return spec.threads
+    if getattr(executor, "threads", None):
+        return int(executor.threads)
     return max(1, _cores() // max(1, int(getattr(executor, "workers", 1) or 1)))
 
 
@@ -335,25 +337,15 @@ class Runner:
             "versions": self.record.versions})
 
     def compute_metrics(self):
-        """Metrics over the stored results plus the per-cell metric rows."""
-        import pandas as pd
+        """Metrics over the stored results plus the per-cell metric rows (the stages of
+        :mod:`robench.metric_pipeline`)."""
+        from .metric_pipeline import compute
 
-        results = self.store.results
-        frames = [self.store.cell_metrics()]
         errors = {k: v for k, v in self.record.metric_errors.items() if "@" in k}
-        for metric_spec in self.spec.metrics:
-            try:
-                rows = metric_spec.create(self.registry).from_results(results)
-            except Exception:
-                errors[metric_spec.name] = traceback.format_exc()
-                continue
-            if rows is not None and len(rows):
-                frames.append(rows)
-        frames = [f for f in frames if len(f)]
-        metrics = pd.concat(frames, ignore_index=True) if frames else \
-            pd.DataFrame(columns=["metric", "value"])
+        metrics, failed = compute([m.create(self.registry) for m in self.spec.metrics],
+                                  self.store.results, self.store.cell_metrics())
         atomic_write_parquet(self.store.metrics_path, metrics)
-        self.record.metric_errors = errors
+        self.record.metric_errors = {**errors, **failed}
         return metrics
 
     # ------------------------------------------------------------------ main

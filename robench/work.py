@@ -341,31 +341,20 @@ class Worker:
         import pandas as pd
 
         from .components import CellData
+        from .metric_pipeline import cell_rows
 
         history_path = self.store.cell_dir(cell.id) / "history.parquet"
         history = pd.read_parquet(history_path) if history_path.is_file() else pd.DataFrame()
-        extra = ({"attack": self.attack_factory(f"metrics.{cell.id}")}
-                 if "attack" in {f.name for f in dataclasses.fields(CellData)} else {})
         cell_data = CellData(cell.identity(), model, self.data(), history, self.device,
-                             **extra)
-        frames, errors = [], {}
-        for metric_spec in self.spec.metrics:
-            try:
-                rows = metric_spec.create(self.registry).from_cell(cell_data)
-            except Exception:
-                errors[f"{metric_spec.name}@{cell.id}"] = traceback.format_exc()
-                continue
-            if rows is not None and len(rows):
-                rows = rows.copy()
-                for col, value in cell.identity().items():
-                    rows[col] = value
-                frames.append(rows)
+                             attack=self.attack_factory(f"metrics.{cell.id}"))
+        rows, failed = cell_rows([m.create(self.registry) for m in self.spec.metrics],
+                                 cell_data)
         path = self.store.cell_dir(cell.id) / "metrics.parquet"
-        if frames:
-            atomic_write_parquet(path, pd.concat(frames, ignore_index=True))
+        if len(rows):
+            atomic_write_parquet(path, rows)
         else:
             path.unlink(missing_ok=True)
-        return errors
+        return {f"{name}@{cell.id}": trace for name, trace in failed.items()}
 
     # ------------------------------------------------------------------ units
     def run_unit(self, unit: Unit, model, sources: dict[tuple[str, str], Cell]) -> UnitRecord:
