@@ -254,6 +254,15 @@ def test_cifar_fooling_small(small):
     assert rows["value"].iloc[-1] < rows.at[peak, "value"] - 0.1
 
 
+def test_fashion_defenses_small(small):
+    """PGD training is more robust under Linf PGD (AUC) than no defense, and the report
+    ranks it first."""
+    run = small("fashion_defenses_small")
+    report = (run.path / "report.md").read_text()
+    assert "most robust first: **pgd** >" in report
+    claim(run, "lenet/pgd", "lenet/none", attack="pgd", what="PGD AUC")
+
+
 # ---------------------------------------------------------------- Wen et al. (2020)
 
 
