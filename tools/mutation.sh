@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Mutation testing (mutmut 3) of the modules that decide robench's numbers.
+#
+#   tools/mutation.sh MODULE [SCRATCH]
+#
+# MODULE is one of: evaluation sweeps tables losses runner (see docs/mutation.md).
+# Runs outside CI, on one core, in a scratch copy of the committed-and-tracked files
+# (SCRATCH, default a new temporary directory), never in the working tree. Prints every
+# mutant that is not killed and the score, counting timeouts, untested and unchecked
+# mutants as survivors. Needs `pip install mutmut` (3.x) in the active environment.
+set -euo pipefail
+
+module=${1:?usage: tools/mutation.sh evaluation|sweeps|tables|losses|runner [SCRATCH]}
+repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+scratch=${2:-$(mktemp -d)}
+
+# per module: the files to mutate, the functions (mutant-name globs) and the fast tests
+case $module in
+  evaluation)
+    files="robench/evaluation.py"
+    globs="robench.evaluation.*"
+    tests="tests/test_numbers_recheck.py tests/test_evaluation.py"
+    canary="robench/evaluation.py:distances" ;;
+  sweeps)
+    files="robench/components.py robench/attack_runtime.py"
+    globs="robench.components.xǁFixedBudgetAttackǁ* robench.components.xǁMinimalAttackǁ*
+           robench.components.xǁAttackǁ_chunked* robench.components.xǁAttackǁcheck_inputs*
+           robench.components.xǁAttackǁchunk_size* robench.attack_runtime.x_project*
+           robench.attack_runtime.x_distance* robench.attack_runtime.x_succeeded*
+           robench.attack_runtime.x_chunks* robench.attack_runtime.x_chunk_seed*"
+    tests="tests/test_numbers_sweeps.py"
+    canary="robench/attack_runtime.py:project" ;;
+  tables)
+    files="robench_plugins/metrics/_tables.py"
+    globs="robench_plugins.metrics._tables.*"
+    tests="tests/test_numbers_metrics.py"
+    canary="robench_plugins/metrics/_tables.py:normalised_area" ;;
+  losses)
+    files="robench_plugins/defenses/_weights.py robench_plugins/defenses/weight_decay.py"
+    globs="robench_plugins.defenses._weights.* robench_plugins.defenses.weight_decay.*"
+    tests="tests/test_numbers_losses.py"
+    canary="robench_plugins/defenses/_weights.py:clip_matrix" ;;
+  runner)
+    files="robench/runner.py"
+    globs="robench.runner.x_plan* robench.runner.xǁ_Keysǁ* robench.runner.x_file_digest*
+           robench.runner.xǁRunnerǁ_unit_record* robench.runner.xǁRunnerǁ_init_record*
+           robench.runner.xǁRunnerǁ_supersede*"
+    tests="tests/test_numbers_runner.py"
+    canary="robench/runner.py:plan" ;;
+  *) echo "unknown module $module" >&2; exit 2 ;;
+esac
+
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ROBENCH_DISABLE_PLUGIN_AUTOLOAD=1
+
+# the scratch copy; plugins/ is installed as robench_plugins (a package-dir mapping), so
+# the copy holds it under that name: mutant names then match the imported module names
+mkdir -p "$scratch"
+(cd "$repo" && git ls-files -z | xargs -0 cp --parents -t "$scratch")
+rm -rf "$scratch/robench_plugins" "$scratch/mutants"
+cp -r "$scratch/plugins" "$scratch/robench_plugins"
+cd "$scratch"
+cat > setup.cfg <<EOF
+[mutmut]
+source_paths =
+    robench
+    robench_plugins
+only_mutate =
+$(for f in $files; do echo "    $f"; done)
+pytest_add_cli_args_test_selection =
+$(for t in $tests; do echo "    $t"; done)
+pytest_add_cli_args =
+    -x
+    -q
+    -p
+    no:cacheprovider
+    -p
+    no:randomly
+EOF
+
+# canary: a function of the module replaced by one that raises must fail the tests run
+# from the copy, or the tests import some other copy of the code
+path=${canary%%:*} function=${canary##*:}
+cp "$path" "$path.orig"
+printf '\n\ndef %s(*args, **kwargs):\n    raise AssertionError("mutation canary")\n' \
+  "$function" >> "$path"
+if python -m pytest $tests -x -q -p no:cacheprovider 2>&1 | grep -q "mutation canary"; then
+  echo "canary killed: the tests import the copy in $scratch"
+else
+  echo "canary survived: the tests do not import the copy in $scratch" >&2; exit 1
+fi
+mv "$path.orig" "$path"
+
+# shellcheck disable=SC2086
+taskset -c 0 mutmut run --max-children 1 $globs || true
+mutmut results --all true > results.txt
+python - "$globs" <<'EOF'
+import fnmatch
+import sys
+
+globs = sys.argv[1].split()
+status = {}
+for line in open("results.txt"):
+    name, _, state = line.strip().rpartition(": ")
+    if any(fnmatch.fnmatch(name, g) for g in globs):
+        status[name] = state
+killed = sum(s == "killed" for s in status.values())
+for name, state in sorted(status.items()):
+    if state != "killed":
+        print(f"{state}: {name}")
+total = len(status)
+print(f"score: {killed}/{total} killed = {100 * killed / max(total, 1):.1f}% "
+      f"(timeouts, untested and unchecked mutants count as survivors)")
+EOF
+echo "inspect a mutant: cd $scratch && mutmut show NAME"
