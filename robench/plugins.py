@@ -163,6 +163,8 @@ class Registry:
             if component_problem:
                 self._disable(plugin, component_problem, component=cls.name)
                 continue
+            if kind == "attack" and getattr(cls, "library", None) is None:
+                cls.library = package  # an attack that names no library is its package's
             accepted[(kind, cls.name)] = Entry(kind, cls.name, cls, plugin, package, version)
         for (kind, name), entry in accepted.items():
             self._entries[kind][name] = entry

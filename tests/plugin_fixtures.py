@@ -23,6 +23,7 @@ class SignNoise(Attack):
 
     name = "test.sign_noise"
     library = "tests"
+    sweeps_itself = True  # one pass over the grid with the same draws at every eps
     threat_model = ThreatModel.LINF
     Options = NoiseOptions
 
@@ -50,6 +51,7 @@ class Broken(Attack):
 
     name = "test.broken"
     library = "tests"
+    sweeps_itself = True
 
     def run(self, model, x, y, epsilons, **kwargs):
         raise RuntimeError("this attack is broken on purpose")

@@ -74,6 +74,28 @@ def test_plugin_whose_hook_raises_is_skipped():
     assert "mlp" in registry.names("model")
 
 
+def test_attack_without_a_library_is_labelled_with_its_package():
+    plugin = types.ModuleType("unlabelled_plugin")
+
+    class Unlabelled(robench.FixedBudgetAttack):
+        """Returns its input."""
+
+        name = "test.unlabelled"
+
+        def perturb(self, model, x, y, eps, *, bounds, targets=None, generator=None):
+            return x
+
+    @robench.hookimpl
+    def robench_register_attacks(register):
+        register(Unlabelled)
+
+    plugin.robench_register_attacks = robench_register_attacks
+    registry = build_registry(autoload=False, plugins=[plugin])
+    entry = registry.entry("attack", "test.unlabelled")
+    assert Unlabelled.library == entry.package != "robench"
+    assert registry.get("attack", "fooling_images").library == "robench"
+
+
 def test_duplicate_name_disables_the_later_plugin_and_names_both():
     plugin = types.ModuleType("dup_plugin")
 
