@@ -132,8 +132,9 @@ def apply(raw: dict[str, Any], overrides: Iterable[Override], *, file: str | Non
                     raise _error(override, file, f"{here} has {len(target)} entries; an "
                                                  f"override can change existing ones only")
             elif not isinstance(target, dict):
-                raise _error(override, file, f"{here} is a {type(target).__name__}, "
-                                             f"not a table")
+                raise _error(override, file, f"{here} is not a table"
+                                             + (" (entries are [N])" if isinstance(target, list)
+                                                else ""))
             if last:
                 target[part] = copy.deepcopy(override.value)
             else:
