@@ -15,13 +15,14 @@ from .generalisation import GEGap, LossVariation, Margins
 from .linear import BoundaryTilting, RobustFeatures
 from .optimality import Optimality
 from .paired import PairedDifference
+from .perturbation_rate import PerturbationRate
 from .seeds import SeedSummary
 from .spectrum import SingularValues
 from .worst_case import WorstCase
 
 METRICS = (AUC, AttackSuccess, BoundaryTilting, BreakdownPoint, CleanAccuracy, Fooling, GEGap,
-           LossVariation, Margins, MedianDistance, Optimality, PairedDifference, RobustAccuracy,
-           RobustFeatures, SeedSummary, SingularValues, WorstCase)
+           LossVariation, Margins, MedianDistance, Optimality, PairedDifference, PerturbationRate,
+           RobustAccuracy, RobustFeatures, SeedSummary, SingularValues, WorstCase)
 """Every built-in metric class, registered by :func:`robench_register_metrics`."""
 
 
