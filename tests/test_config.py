@@ -130,3 +130,69 @@ def test_experiment_threads_timeout_and_executor_options(write_toml, registry):
     with pytest.raises(ConfigError, match=r"experiment\.executor_options\.workers: executor "
                                           r"'local': unknown option"):
         load_experiment(write_toml(bad), registry=registry)
+
+
+IMPORTED = """
+    [data]
+    dataset = "digits"
+
+    [[models]]
+    name = "user"
+    model = "{model}"
+    {extra}kwargs = {{ classes = 10 }}
+    mean = [0.5]
+    std = [0.25]
+
+    [[attacks]]
+    attack = "torchattacks.FGSM"
+    epsilons = [0.1]
+"""
+USER_FILE = """
+from torch import nn
+
+
+def linear(inputs=64, classes=3):
+    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, classes))
+"""
+
+
+def test_import_shorthand_is_the_import_model_with_its_target(write_toml, registry, tmp_path):
+    from robench import DataInfo
+    from robench.runner import plan
+
+    factory = tmp_path / "user_models.py"
+    factory.write_text(USER_FILE)
+    short = load_experiment(write_toml(IMPORTED.format(model=f"import:{factory}:linear",
+                                                       extra="")), registry=registry)
+    long = load_experiment(write_toml(IMPORTED.format(model="import",
+                                                      extra=f'target = "{factory}:linear"\n    '),
+                                      "long.toml"), registry=registry)
+    (model,) = short.models
+    assert (model.component.name, model.component.options.target) == ("import",
+                                                                       f"{factory}:linear")
+    assert model.component.options.kwargs == {"classes": 10}
+    assert model.component.options.mean == (0.5,) and model.component.options.std == (0.25,)
+    assert [c.key for c in plan(short, registry)[0]] == [c.key for c in plan(long, registry)[0]]
+    import torch
+
+    net = model.component.create(registry).build(DataInfo("digits", (1, 8, 8), 10))
+    x = torch.rand(3, 1, 8, 8)
+    linear = net.net[1]  # the factory's Linear, behind the in-model normalisation
+    assert linear.out_features == 10  # kwargs reached the factory
+    expected = ((x - 0.5) / 0.25).flatten(1) @ linear.weight.T + linear.bias
+    assert torch.allclose(net(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("model, extra, key, words", [
+    ("import:nocolon", "", "models[0].model", "target must be 'package.module:factory'"),
+    ("import:", "", "models[0].model", "target must be"),
+    ("import:a.b:f", 'target = "a.b:f"\n    ', "models[0].target", "the target is given twice"),
+    ("import:a.b:f", 'checkpoint = "missing.pt"\n    ', "models[0].checkpoint", "not found"),
+])
+def test_import_shorthand_errors(write_toml, capsys, model, extra, key, words):
+    from robench.cli import main
+
+    path = write_toml(IMPORTED.format(model=model, extra=extra))
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and f" {key}: " in lines[0] and words in lines[0], lines
