@@ -4,7 +4,9 @@
 (2020), Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks) as four torchattacks attacks with the reference settings made
 explicit: APGD-CE and APGD-T (9 target classes) with 100 iterations, FAB-T (9 target
-classes) with 100 iterations, and Square with 5,000 queries, one restart each.
+classes) with 100 iterations, and Square with 5,000 queries and the reference code's
+square-size schedule (``resc_schedule = false``: not rescaled to the query budget), one
+restart each.
 torchattacks' own ``AutoAttack`` runs its APGD with 10 iterations, so it is not used. The
 tables are ``[[attacks]]`` entries: pass them to :func:`robench.evaluate` or write them
 into an experiment file. An input counts as robust when every attack of the ensemble
@@ -49,13 +51,13 @@ def autoattack_standard(threat_model: str = "linf", eps: float | None = None,
         common["samples"] = samples
     return [
         {"name": "apgd-ce", "attack": "torchattacks.APGD", "loss": "ce",
-         "steps": ITERATIONS, "rho": 0.75, **common},
+         "steps": ITERATIONS, "rho": 0.75, "eot_iter": 1, **common},
         {"name": "apgd-t", "attack": "torchattacks.APGDT", "steps": ITERATIONS,
-         "rho": 0.75, **common},
+         "rho": 0.75, "eot_iter": 1, **common},
         {"name": "fab-t", "attack": "torchattacks.FAB", "multi_targeted": True,
-         "steps": ITERATIONS, **common},
+         "steps": ITERATIONS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9, **common},
         {"name": "square", "attack": "torchattacks.Square", "n_queries": SQUARE_QUERIES,
-         "p_init": 0.8, "loss": "margin", **common},
+         "p_init": 0.8, "loss": "margin", "resc_schedule": False, **common},
     ]
 
 

@@ -28,6 +28,7 @@ def test_preset_has_the_reference_settings_and_valid_options(threat_model, norm,
     assert by_name["apgd-ce"]["steps"] == by_name["apgd-t"]["steps"] == 100
     assert by_name["fab-t"]["steps"] == 100 and by_name["fab-t"]["multi_targeted"]
     assert by_name["square"]["n_queries"] == 5000
+    assert by_name["square"]["resc_schedule"] is False  # the reference schedule
     for table in tables:
         assert table["norm"] == norm and table["epsilons"] == [eps]
         assert table["n_restarts"] == 1 and table["samples"] == 1000
@@ -75,3 +76,18 @@ def test_leaderboard_json_beside_the_report(tmp_path, registry):
     assert entry["attacks"]["pgd"]["settings"]["steps"] == 3
     assert entry["versions"]["torch"] == metadata.version("torch")
     assert (tmp_path / "leaderboard.json").is_file()
+
+
+@pytest.mark.parametrize("stem, eps, samples", [("autoattack_standard", "8/255", 1000),
+                                                ("autoattack_standard_small", "2/16", 50)])
+def test_benchmark_files_spell_out_the_preset(stem, eps, samples):
+    import tomllib
+    from pathlib import Path
+
+    from robench.options import parse_number
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{stem}.toml"
+    written = tomllib.loads(path.read_text())["attacks"]
+    for table in written:
+        table["epsilons"] = [parse_number(e, "epsilons") for e in table["epsilons"]]
+    assert written == autoattack_standard("linf", parse_number(eps, "eps"), samples)
