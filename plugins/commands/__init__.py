@@ -1,12 +1,15 @@
 """Built-in command plugins: subcommands added through ``robench_register_commands``.
 
-``robench doctor`` lives here, registered exactly as a third-party plugin adds a
-command. This module stays light: the probes import torch only when a command runs.
+``robench doctor`` lives here and ``robench mlflow`` in :mod:`.mlflow`, registered exactly
+as a third-party plugin adds a command. This module stays light: the commands import torch
+and MLflow only when they run.
 """
 
 from __future__ import annotations
 
 import robench
+
+from .mlflow import add_mlflow_command
 
 SAMPLES = 200
 """Test inputs ``robench doctor`` probes by default."""
@@ -51,7 +54,8 @@ def _run_doctor(args) -> int:
 
 @robench.hookimpl
 def robench_register_commands(subparsers):
-    """Register ``robench doctor RUN_DIR [--eps E] [--samples N] [--device D]``."""
+    """Register ``robench doctor RUN_DIR [--eps E] [--samples N] [--device D]`` and
+    ``robench mlflow RUN_DIR --tracking-uri URI [--experiment NAME]``."""
     parser = subparsers.add_parser(
         "doctor", help="probe each trained model of a run for gradient masking")
     parser.add_argument("run_dir")
@@ -62,3 +66,4 @@ def robench_register_commands(subparsers):
                         help=f"test inputs probed (default {SAMPLES})")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.set_defaults(func=_run_doctor)
+    add_mlflow_command(subparsers)
