@@ -136,6 +136,10 @@ def test_metric_rows_match_hand_computed_accuracy_and_the_auc_metric():
     row = rows[rows["metric"] == "paired_auc_difference"].iloc[0]
     assert row["value"] == pytest.approx(auc["b"] - auc["a"])
     assert row["lower"] <= row["value"] <= row["upper"] and row["note"] == ""
+    other = PairedDifference(parse_options(PairedDifference.Options,
+                                           {"baseline": "m/a", "eps": [0.1, 0.3],
+                                            "replicates": 50})).from_results(results)
+    assert sorted(other["epsilon"].dropna()) == [0.1]   # 0.3 is not in the sweep
 
 
 def test_compare_one_seed_and_missing_configuration():

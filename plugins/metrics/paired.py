@@ -207,7 +207,8 @@ class PairedDifference(Metric):
     For every attack and every configuration (``model/defense``) other than
     ``baseline``: the difference configuration - baseline of the AUC (rows
     ``paired_auc_difference``) and of the robust accuracy at each budget of ``eps``
-    (rows ``paired_robust_accuracy_difference``, column ``epsilon``), on the seeds and
+    (rows ``paired_robust_accuracy_difference``, column ``epsilon``; budgets an attack
+    does not sweep are left out for that attack), on the seeds and
     samples both have, with a two-level bootstrap interval (seeds, then samples) at
     ``level`` in ``lower``/``upper``. Columns ``n_seeds``, ``n`` (samples per seed),
     ``significant`` (the interval excludes 0) and ``note`` (says when one seed leaves
@@ -219,6 +220,7 @@ class PairedDifference(Metric):
     Options = PairedOptions
 
     def from_results(self, results):
+        import numpy as np
         import pandas as pd
 
         from . import _tables
@@ -235,10 +237,12 @@ class PairedDifference(Metric):
                                  + data.loc[data["attack"] == attack, "defense"]))
             if o.baseline not in configs:
                 continue
+            budgets = data.loc[data["attack"] == attack, "epsilon"].unique()
+            present = [e for e in o.eps if np.isclose(budgets, e, rtol=1e-6, atol=1e-9).any()]
             for config in configs:
                 if config == o.baseline:
                     continue
-                for eps in (None, *o.eps):
+                for eps in (None, *present):
                     res = compare(results, config, o.baseline, attack=attack, eps=eps,
                                   convention=o.convention, level=o.level,
                                   replicates=o.replicates)
