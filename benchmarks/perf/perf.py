@@ -26,6 +26,7 @@ ONE_EPS = [0.1]
 SWEEP = [round(k / 32, 6) for k in range(1, 17)]           # 16 budgets, 1/32 .. 1/2
 MEMORY_EPS = (1, 16, 64)
 EXECUTORS = ("local", "processes", "dask")
+QUICKSTART_METRICS = '["clean_accuracy", "robust_accuracy", "auc", "worst_case", "breakdown_point"]'
 GIB = 2 ** 30
 
 HEADER = """
@@ -52,18 +53,19 @@ hidden = [128]
 {defenses}
 
 [metrics]
-use = ["robust_accuracy"]
+use = {metrics}
 """
 
 
 def experiment(work: Path, name: str, attacks: str, *, seeds=(0,), epochs=5,
                defenses="none = []", executor="local", executor_options="",
-               cache: Path | None = None, formats="[]") -> Path:
+               cache: Path | None = None, formats="[]",
+               metrics='["robust_accuracy"]') -> Path:
     """Write an experiment file on the digits MLP; return its path."""
     text = HEADER.format(
         name=name, seeds=list(seeds), cache=cache or work / "models", executor=executor,
         executor_line=f"executor_options = {executor_options}" if executor_options else "",
-        epochs=epochs, defenses=defenses)
+        epochs=epochs, defenses=defenses, metrics=metrics)
     path = work / f"{name}.toml"
     path.write_text(text + textwrap.dedent(attacks) + f"\n[report]\nformats = {formats}\n")
     return path
@@ -177,8 +179,10 @@ def timed(command: list[str]) -> float:
 
 
 def rerun_vs_validate(work: Path, repeats: int) -> list[tuple[str, str, str]]:
-    """A finished run started again (nothing to do) against validating its file."""
-    path = experiment(work, "rerun", pgd_attack("pgd", 20, ONE_EPS), formats='["html", "md"]')
+    """A finished run started again (nothing to do) against validating its file, with
+    the quickstart's metrics and report."""
+    path = experiment(work, "rerun", pgd_attack("pgd", 20, ONE_EPS), formats='["html", "md"]',
+                      metrics=QUICKSTART_METRICS)
     robench = str(Path(sys.executable).with_name("robench"))
     out = work / "rerun_run"
     subprocess.run([robench, "run", str(path), "--out", str(out)], check=True,
