@@ -4,8 +4,9 @@ Every invalid file must give exit status 2 and exactly one line on stderr naming
 (or, for files that are not TOML at all, the file); every valid one exit 0. Nothing may
 end in a traceback or hang (each case runs under an alarm). The corpus mutates one valid
 file, section by section and option by option: wrong types, non-finite and out-of-range
-numbers, oversized sweeps, unusable labels and paths, bad nested components, plus
-property-based cases (hypothesis, derandomized) checked against the rules written out
+numbers, oversized sweeps, unusable labels and paths, bad nested components, misused
+grids and ``import:`` model shorthands, bad ``-o`` overrides (whose errors also name the
+override), plus property-based cases (hypothesis, derandomized) checked against the rules written out
 here, independently of the validation code.
 """
 
@@ -179,6 +180,20 @@ def _set(path: str, value):
 DELETE = object()
 LONG = "m" * 65
 
+
+def _all(*mutations):
+    """A mutation applying ``mutations`` in order."""
+    def mutate(doc):
+        for mutation in mutations:
+            mutation(doc)
+    return mutate
+
+
+def _imported(model: str):
+    """The model entry turned into ``model = MODEL`` (an import shorthand) without the
+    mlp's options."""
+    return _all(_set("models[0].model", model), _set("models[0].hidden", DELETE))
+
 CASES = [
     # (mutation, key named in the error)
     (_set("models", ["mlp"]), "models[0]"),
@@ -323,7 +338,53 @@ CASES = [
     (_set("data.root", ""), "data.root"),
     (_set("data.root", "a\0"), "data.root"),
     (_set("extra", {"x": 1}), "extra"),
+    # grids
+    (_set("models[0].hidden", {"grid": []}), "models[0].hidden.grid"),
+    (_set("models[0].hidden", {"grid": 3}), "models[0].hidden.grid"),
+    (_set("models[0].hidden", {"grid": [[8], "x"]}), "models[0].hidden.grid"),
+    (_set("models[0].hidden", {"grid": [[8], [8]]}), "models[0].hidden.grid"),
+    (_set("models[0].hidden", {"grid": {"a/b": [8]}}), "models[0].hidden.grid"),
+    (_set("models[0].hidden", {"grid": [[i] for i in range(1, 1002)]}), "models[0].hidden"),
+    (_set("models[0].hidden", {"grid": [[8], [0]]}), "models[0].hidden"),
+    (_set("models[0].hidden", [{"grid": [8]}]), "models[0].hidden[0]"),
+    (_set("models[0].hidden", {"grid": [[{"grid": [1]}]]}), "models[0].hidden.grid"),
+    (_set("models[0].name", {"grid": ["a", "b"]}), "models[0].name"),
+    (_all(_set("models[0].name", "m" * 60), _set("models[0].hidden", {"grid": [[8]]})),
+     "models[0].hidden"),  # the expanded label is too long
+    (_set("models[0].model", {"grid": ["mlp"]}), "models[0].model"),
+    (_set("models[0].training", {"epochs": {"grid": [1, -1]}}), "models[0].training.epochs"),
+    (_set("models[0]", {"grid": [1]}), "models[0]"),
+    (_set("training.epochs", {"grid": [1, 2]}), "training.epochs"),
+    (_set("data.test_subset", {"grid": [10]}), "data.test_subset"),
+    (_set("experiment.executor_options", {"grid": [{}]}), "experiment.executor_options"),
+    (_set("report.formats", {"grid": [["md"]]}), "report.formats"),
+    (_set("metrics.auc", {"grid": [{}]}), "metrics.auc"),
+    (_set("defenses.l2[0].coefficient", {"grid": [math.nan]}),
+     "defenses.l2[0].coefficient.grid"),
+    (_set("defenses.l2[0].coefficient", {"grid": [0.1, math.inf]}),
+     "defenses.l2[0].coefficient.grid"),
+    (_set("defenses.l2[0].coefficient", {"grid": ["x"]}), "defenses.l2[0].coefficient"),
+    (_set("defenses.l2[0].coefficient", {"grid": {"": 0.1}}), "defenses.l2[0].coefficient"),
+    (_set("defenses.l2[0].defense", {"grid": ["weight_decay"]}), "defenses.l2[0].defense"),
+    (_set("defenses.l2", [{"grid": [1]}]), "defenses.l2[0]"),
+    (_set("defenses.pgd[0].attack_options", {"steps": {"grid": ["x"]}}),
+     "defenses.pgd[0].attack_options.steps"),
+    (_set("attacks[0].epsilons", {"grid": [[0.1]]}), "attacks[0].epsilons"),
+    (_set("attacks[1].steps", {"grid": [5, "x"]}), "attacks[1].steps.grid"),
+    (_set("attacks[1].steps", {"grid": [5, 0.5]}), "attacks[1].steps"),
+    (_set("attacks[1].source", {"grid": ["mlp/none"]}), "attacks[1].source"),
+    (_set("attacks[1].attack", {"grid": ["foolbox.LinfPGD"]}), "attacks[1].attack"),
+    (_all(_set("attacks[1].name", "a" * 60), _set("attacks[1].steps", {"grid": [5]})),
+     "attacks[1].steps"),
+    # model = "import:..." (without the mlp's hidden option)
+    (_imported("import:no_colon"), "models[0].model"),
+    (_imported("import:"), "models[0].model"),
+    (_imported("import:a.b:1x"), "models[0].model"),
+    (_all(_imported("import:a.b:f"), _set("models[0].target", "a.b:f")), "models[0].target"),
+    (_all(_imported("import:a.b:f"), _set("models[0].kwargs", {"x": math.nan})),
+     "models[0].kwargs"),
 ]
+
 
 
 @pytest.mark.parametrize("mutate, key", CASES, ids=[f"{k}-{i}" for i, (_, k) in
@@ -382,6 +443,17 @@ VALID = [
                  _set("defenses.pgd[0].attack_options", {})(doc)),
     _set("defenses.pgd[0].attack_options", {}),
     _set("metrics.auc", {}),
+    _set("models[0].hidden", {"grid": [[8], [16, 16]]}),
+    _set("models[0].hidden", {"grid": {"narrow": [4], "wide": [32]}}),
+    _set("models[0].training", {"lr": {"grid": [0.1, 0.01]}}),
+    _set("defenses.l2[0].coefficient", {"grid": [1e-4, 1e-3, 1e-2]}),
+    _set("defenses.pgd[0].attack_options", {"steps": {"grid": [3, 5]}, "alpha": 0.04}),
+    _set("attacks[1].steps", {"grid": [5, 10]}),
+    _all(_set("models[0].defenses", ["l2"]),
+         _set("defenses.l2[0].coefficient", {"grid": [0.1, 0.2]})),
+    _set("models[0].hidden", {"grid": [[i] for i in range(1, 1001)]}),
+    _imported("import:torch.nn:Identity"),
+    _imported("import:my_models.py:build"),  # imported when the model is built
 ]
 
 
@@ -391,6 +463,65 @@ def test_valid_variants_pass(tmp_path, write, capsys, mutate):
     mutate(doc)
     code, lines = validate(write(doc), capsys)
     assert code == 0, lines
+
+
+# ------------------------------------------------------------------ command-line overrides
+
+OVERRIDE_CASES = [
+    # (-o text, key named in the error)
+    ("training.lr=nan", "training.lr"),
+    ("training.lr=-inf", "training.lr"),
+    ("training.lr=[1]", "training.lr"),
+    ("training.epochs=1.5", "training.epochs"),
+    ("training.epochs={ grid = [1, 2] }", "training.epochs"),
+    ("experiment.seeds=[0, 0]", "experiment.seeds"),
+    ("experiment.seeds=0", "experiment.seeds"),
+    ("experiment.name=a--b", "experiment.name"),
+    ("experiment.output=", "experiment.output"),
+    ("experiment.device=gpu", "experiment.device"),
+    ("experiment.nme=x", "experiment.nme"),
+    ("models[0].hidden=[nan]", "models[0].hidden"),
+    ("models[0].hidden={ grid = [] }", "models[0].hidden.grid"),
+    ("models[0].hidden={ grid = [[8], [0]] }", "models[0].hidden"),
+    ("models[0].model=mpl", "models[0].model"),
+    ("models[1].hidden=[8]", "models[1].hidden"),
+    ("models[0].hidden.x=1", "models[0].hidden.x"),
+    ("models.mlp.hidden=[8]", "models.mlp.hidden"),
+    ("defenses.l2[0].coefficient=inf", "defenses.l2[0].coefficient"),
+    ("defenses.l2[3].coefficient=1", "defenses.l2[3].coefficient"),
+    ('defenses."l2"[0].coefficient={ grid = [0.1, "x"] }', "defenses.l2[0].coefficient.grid"),
+    ("attacks[1].steps=many", "attacks[1].steps"),
+    ("attacks[0].epsilons=[]", "attacks[0].epsilons"),
+    ("attacks[0].epsilons.step=1e-9", "attacks[0].epsilons.step"),
+    ("attacks[0].epsilons.num=3", "attacks[0].epsilons"),
+    ("data.dataset=digts", "data.dataset"),
+    ("metrics.use=[\"auk\"]", "metrics.use[0]"),
+    ("report.formats=pdf", "report.formats"),
+]
+
+
+@pytest.mark.parametrize("override, key", OVERRIDE_CASES,
+                         ids=[o for o, _ in OVERRIDE_CASES])
+def test_an_invalid_override_is_one_line_naming_key_and_override(tmp_path, write, capsys,
+                                                                 override, key):
+    path = write(base(tmp_path))
+    capsys.readouterr()
+    with _alarm(CASE_SECONDS):
+        code = main(["validate", str(path), "-o", override])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"robench: error: {path}: {key}"), lines
+    assert lines[0].endswith(f"(from -o {override})"), lines
+
+
+@pytest.mark.parametrize("override", ["", "=", "x", "[0]=1", "a..b=1", "a[-1]=1", 'a"b=1',
+                                      "a b=1", "a.=1", "\0=1"])
+def test_a_malformed_override_names_the_flag(tmp_path, write, capsys, override):
+    path = write(base(tmp_path))
+    capsys.readouterr()
+    code = main(["validate", str(path), "-o", override])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("robench: error: -o: "), lines
 
 
 # ------------------------------------------------------------------ files that are not TOML
