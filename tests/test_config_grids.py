@@ -4,6 +4,7 @@ derived as documented in README.md; every misuse is one line naming the key (exi
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -210,3 +211,17 @@ def test_a_later_entry_is_named_by_its_index_in_the_file(write_toml, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert " models[1].hidden: " in err and "grid expansion" not in err, err
+
+
+def test_the_readme_grid_example_gives_the_labels_it_names(write_toml, registry):
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S)
+                if "{ grid = [[256], [256, 256]] }" in b]
+    spec = load_experiment(write_toml('[data]\ndataset = "digits"\n\n' + block), registry=registry)
+    assert [m.label for m in spec.models] == [
+        f"mlp_hidden_{h}_lr_{lr}" for h in ("256", "256x256") for lr in ("0.001", "0.01")]
+    assert [s.label for s in spec.defenses] == [
+        f"l2_coefficient_{c}" for c in ("0.0001", "0.001", "0.01")]
+    assert [(a.label, a.component.options.alpha) for a in spec.attacks] == [
+        (f"torchattacks.PGD_steps_{s}_{n}", a) for s in (10, 100)
+        for n, a in (("small", 1 / 255), ("large", 2 / 255))]
