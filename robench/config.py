@@ -19,6 +19,11 @@ The format is documented in README.md ("Experiment files"); in short::
     [metrics]     use = [...], and [metrics.NAME] tables of options
     [report]      formats = ["html", "md"], eps = ["8/255", ...] (budgets the report
                   highlights), reporters = [...] (default: every installed reporter)
+
+An option written ``{ grid = [...] }`` in a model, stack or attack expands it into one per
+value (:mod:`robench.grids`); ``model = "import:package.module:factory"`` is short for the
+``import`` model with that target; overrides (``-o KEY=VALUE``, :mod:`robench.overrides`)
+change values before validation.
 """
 
 from __future__ import annotations

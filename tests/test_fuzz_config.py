@@ -6,8 +6,8 @@ end in a traceback or hang (each case runs under an alarm). The corpus mutates o
 file, section by section and option by option: wrong types, non-finite and out-of-range
 numbers, oversized sweeps, unusable labels and paths, bad nested components, misused
 grids and ``import:`` model shorthands, bad ``-o`` overrides (whose errors also name the
-override), plus property-based cases (hypothesis, derandomized) checked against the rules written out
-here, independently of the validation code.
+override), plus property-based cases (hypothesis, derandomized) checked against the rules
+written out here, independently of the validation code.
 """
 
 from __future__ import annotations
