@@ -149,3 +149,21 @@ def test_a_malformed_override_is_one_line(write_toml, capsys, override):
     assert main(["validate", str(write_toml(BUILTIN)), "-o", override]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("robench: error: -o: expected "), lines
+
+
+def test_validating_with_overrides_and_grids_imports_no_torch(write_toml):
+    import subprocess
+    import sys
+
+    path = write_toml(BUILTIN)
+    code = (
+        "import sys, robench.cli as c\n"
+        f"code = c.main(['validate', {str(path)!r}, '-o', 'models[0].hidden={{grid=[[4],[8]]}}',"
+        " '-o', 'training.epochs=1'])\n"
+        "heavy = [m for m in ('torch', 'foolbox', 'art', 'torchattacks', 'pandas') "
+        "if m in sys.modules]\n"
+        "print('RESULT', code, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "RESULT 0 []", (out.stdout, out.stderr)

@@ -745,3 +745,28 @@ def test_property_learning_rate(tmp_path, write, capsys, lr):
         assert code == 0, lines
     else:
         assert code == 2 and len(lines) == 1 and "training.lr: " in lines[0], lines
+
+
+@SETTINGS
+@given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                 st.integers(-3, 10**6)), min_size=0, max_size=6))
+def test_property_coefficient_grids(tmp_path, write, capsys, values):
+    """A grid of weight decay coefficients: one stack per value, labelled
+    ``l2_coefficient_<value as Python writes it>``, when the values are distinct finite
+    non-negative numbers; otherwise one line naming the coefficient."""
+    doc = base(tmp_path)
+    doc["defenses"]["l2"][0]["coefficient"] = {"grid": values}
+    doc["models"][0]["defenses"] = ["l2"]
+    texts = [repr(float(v)) if isinstance(v, float) else str(v) for v in values]
+    ok = (bool(values) and all(math.isfinite(v) and v >= 0 for v in values)
+          and len(set(texts)) == len(texts))
+    code, lines = validate(write(doc), capsys)
+    if ok:
+        assert code == 0, (values, lines)
+        main(["run", str(write(doc)), "--dry-run"])
+        cells = [line.split()[1] for line in capsys.readouterr().out.splitlines()
+                 if line.startswith("  cell ")]
+        assert cells == [f"mlp--l2_coefficient_{t}--s{s}" for t in texts for s in (0, 1)]
+    else:
+        assert code == 2 and len(lines) == 1, (values, lines)
+        assert "defenses.l2[0].coefficient" in lines[0], lines
