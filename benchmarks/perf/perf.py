@@ -34,6 +34,7 @@ HEADER = """
 name = "{name}"
 seeds = {seeds}
 device = "cpu"
+threads = {threads}
 model_cache = "{cache}"
 executor = "{executor}"
 {executor_line}
@@ -60,12 +61,12 @@ use = {metrics}
 def experiment(work: Path, name: str, attacks: str, *, seeds=(0,), epochs=5,
                defenses="none = []", executor="local", executor_options="",
                cache: Path | None = None, formats="[]",
-               metrics='["robust_accuracy"]') -> Path:
+               metrics='["robust_accuracy"]', threads=1) -> Path:
     """Write an experiment file on the digits MLP; return its path."""
     text = HEADER.format(
         name=name, seeds=list(seeds), cache=cache or work / "models", executor=executor,
         executor_line=f"executor_options = {executor_options}" if executor_options else "",
-        epochs=epochs, defenses=defenses, metrics=metrics)
+        epochs=epochs, defenses=defenses, metrics=metrics, threads=threads)
     path = work / f"{name}.toml"
     path.write_text(text + textwrap.dedent(attacks) + f"\n[report]\nformats = {formats}\n")
     return path
@@ -134,15 +135,24 @@ def median_of(repeats: int, fn) -> float:
 
 
 def overheads(work: Path, repeats: int) -> list[tuple[str, str, str]]:
-    """Unit cost and sweep cost against direct calls, on the same weights."""
+    """Unit cost and sweep cost against direct calls, on the same weights, one torch
+    thread on both sides, robench and direct runs interleaved (the machine's load
+    drifts)."""
+    import torch
+
     attacks = pgd_attack("pgd_one", 20, ONE_EPS) + pgd_attack("pgd_sweep", 20, SWEEP)
     path = experiment(work, "unit", attacks)
-    records = [run_robench(path, work / f"unit_run{k}")[1] for k in range(repeats)]
-    model = trained_model(path, work / "models")
-    one = statistics.median(unit_seconds(r, "pgd_one") for r in records)
-    sweep = statistics.median(unit_seconds(r, "pgd_sweep") for r in records)
-    direct_one = median_of(repeats, lambda: direct_pgd(model, ONE_EPS, one_call=True))
-    direct_sweep = median_of(repeats, lambda: direct_pgd(model, SWEEP, one_call=False))
+    ones, sweeps, direct_ones, direct_sweeps = [], [], [], []
+    for k in range(repeats):
+        record = run_robench(path, work / f"unit_run{k}")[1]
+        ones.append(unit_seconds(record, "pgd_one"))
+        sweeps.append(unit_seconds(record, "pgd_sweep"))
+        model = trained_model(path, work / "models")
+        torch.set_num_threads(1)
+        direct_ones.append(direct_pgd(model, ONE_EPS, one_call=True))
+        direct_sweeps.append(direct_pgd(model, SWEEP, one_call=False))
+    one, sweep = statistics.median(ones), statistics.median(sweeps)
+    direct_one, direct_sweep = statistics.median(direct_ones), statistics.median(direct_sweeps)
     return [
         (f"unit cost / same attack called directly, digits MLP (PGD-20, {SAMPLES} inputs)",
          f"x{one / direct_one:.2f} ({one:.2f} s / {direct_one:.2f} s)", "<= x1.3"),
@@ -195,8 +205,12 @@ def rerun_vs_validate(work: Path, repeats: int) -> list[tuple[str, str, str]]:
 
 def executors(work: Path) -> list[tuple[str, str, str]]:
     """One multi-cell benchmark (2 defenses x 2 seeds) through every executor, each
-    training its own models."""
+    training its own models, at one torch thread per cell (the same rows); and the
+    threads the thread policy gives each executor when ``threads`` is not set."""
+    from types import SimpleNamespace
+
     from robench.plugins import get_registry
+    from robench.runner import thread_count
 
     attacks = ('\n[[attacks]]\nname = "fgsm"\nattack = "torchattacks.FGSM"\n'
                f'epsilons = {SWEEP}\n' + pgd_attack("pgd", 20, SWEEP))
@@ -205,16 +219,16 @@ def executors(work: Path) -> list[tuple[str, str, str]]:
     for name in EXECUTORS:
         path = experiment(work, f"cells_{name}", attacks, seeds=(0, 1), epochs=10,
                           defenses=defenses, executor=name, cache=work / f"models_{name}")
-        seconds[name], record = run_robench(path, work / f"cells_{name}_run")
-        threads[name] = record["threads"]
+        seconds[name] = run_robench(path, work / f"cells_{name}_run")[0]
         executor = get_registry().get("executor", name)()
+        threads[name] = thread_count(SimpleNamespace(threads=None), executor)
         workers[name] = getattr(executor, "workers", 1)
     cores = len(os.sched_getaffinity(0))
-    rows = [(f"`{name}`: workers x threads per worker (cores: {cores})",
+    rows = [(f"`{name}`: workers x threads per worker by default (cores: {cores})",
              f"{workers[name]} x {threads[name]} = {workers[name] * threads[name]}",
              f"<= {cores}") for name in EXECUTORS]
     rows += [(f"`{name}` speed-up over `local`, 4 cells (digits MLP, FGSM + PGD-20, "
-              f"16 eps)", f"x{seconds['local'] / seconds[name]:.2f} "
+              f"16 eps, 1 thread per cell)", f"x{seconds['local'] / seconds[name]:.2f} "
               f"({seconds['local']:.0f} s / {seconds[name]:.0f} s)", f"-> x{cores}")
              for name in EXECUTORS[1:]]
     return rows
