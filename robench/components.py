@@ -635,9 +635,19 @@ class Reporter(Component):
     ``compare(runs)`` gets ``{label: RunStore}`` of several runs, in the user's order, for
     ``robench compare``, and returns sections with the differences (deltas against the
     first run); the default contributes nothing.
+
+    ``by_default``: whether the reporter's sections are in a report whose experiment
+    does not list ``[report] reporters``; an opt-in reporter (False) appears only when
+    listed there.
+
+    Every value a section shows that does not come from the reporter's own wording
+    (labels, file names, errors read from the run) goes through
+    :func:`robench.report.escape_markdown`; links are kept only to http(s) and relative
+    URLs.
     """
 
     kind = "reporter"
+    by_default: ClassVar[bool] = True
 
     def sections(self, run: Any) -> list[ReportSection]:
         raise NotImplementedError

@@ -10,7 +10,13 @@ Every registered reporter (``robench.plugins`` kind ``"reporter"``) contributes
 - ``report.md`` has the same content, with the figures as PNG files in ``figures/``.
 
 Section Markdown is converted with Python-Markdown with raw HTML and Markdown images
-disabled, so no reporter text can inject markup or make the page fetch anything.
+disabled, and links are kept only to http(s) and relative URLs, so no reporter text can
+inject markup, a script link or make the page fetch anything. Every value from the run
+that a reporter writes goes through :func:`escape_markdown`; titles, captions and table
+cells are escaped here.
+
+``[report] reporters`` in the experiment file chooses the reporters; by default every
+registered reporter whose ``by_default`` is true contributes.
 
 ``render_comparison`` does the same over several runs: reporters that define
 ``compare(runs)`` (a mapping of run label to RunStore) add sections with the deltas
@@ -25,8 +31,8 @@ is shown as text); ``tables`` are DataFrames (``frame.attrs["title"]`` is the ca
 ``**bold**`` inside a cell is kept); ``figures`` are matplotlib figures, best created as
 ``matplotlib.figure.Figure`` objects (no pyplot state), and ``fig.set_label(...)`` is
 the figure's caption. Sections are ordered by ``order``: 0 errors, 5 failures,
-10 summary, 20 accuracy curves, 30 metrics, 40 training, 60 examples, 65 filters,
-90 provenance.
+8 robustness at a glance, 10 summary, 20 accuracy curves, 30 metrics, 40 training,
+60 examples, 65 filters, 90 provenance.
 """
 
 from __future__ import annotations
@@ -103,6 +109,9 @@ class _ReadOnce(RunStore):
     def read_run(self):
         return copy.deepcopy(self._once("run", super().read_run))
 
+    def record(self):
+        return copy.deepcopy(self._once("record", super().record))
+
     @property
     def results(self):
         return self._once("results", lambda: RunStore.results.fget(self)).copy()
@@ -128,9 +137,22 @@ class _ReadOnce(RunStore):
                 for key, arrays in cached.items()}
 
 
+def chosen_reporters(registry, record) -> list[str]:
+    """The reporters whose sections a run's report holds, in name order: those named in
+    the run's ``[report] reporters`` when it names any, else every registered reporter
+    whose ``by_default`` is true (opt-in reporters are left out)."""
+    names = registry.names("reporter")
+    chosen = ((record.experiment.config or {}).get("report") or {}).get("reporters")
+    if chosen is not None:
+        return [name for name in names if name in set(chosen)]
+    return [name for name in names
+            if getattr(registry.get("reporter", name), "by_default", True)]
+
+
 def collect_sections(run: RunStore, registry=None,
                      errors: dict[str, str] | None = None) -> list[ReportSection]:
-    """Sections of every registered reporter for ``run``, sorted by ``order``.
+    """Sections of the chosen reporters (:func:`chosen_reporters`) for ``run``, sorted
+    by ``order``.
 
     Reporters run in name order; sections of equal ``order`` keep that order. A
     reporter that raises contributes one section with its error and traceback instead
@@ -140,7 +162,7 @@ def collect_sections(run: RunStore, registry=None,
     registry = _registry(registry)
     run = _ReadOnce(run.path)
     sections: list[ReportSection] = []
-    for name in registry.names("reporter"):
+    for name in chosen_reporters(registry, run.record()):
         try:
             reporter = registry.get("reporter", name)()
             sections.extend(reporter.sections(run) or [])
@@ -199,16 +221,15 @@ def render_report(run_dir, *, registry=None, formats: Sequence[str] = REPORT_FOR
     """
     _check_formats(formats)
     run = RunStore(run_dir)
-    record = run.read_run()
-    experiment = record.get("experiment") or {}
-    title = f"robench report: {experiment.get('name') or run.path.name}"
-    facts = [f"status **{record.get('status', 'unknown')}**"]
-    if experiment.get("config_hash"):
-        facts.append(f"config `{str(experiment['config_hash'])[:12]}`")
-    if record.get("finished"):
-        facts.append(f"finished {record['finished']}")
-    if record.get("robench_version"):
-        facts.append(f"robench {record['robench_version']}")
+    record = run.record()
+    title = f"robench report: {record.experiment.name or run.path.name}"
+    facts = [f"status **{escape_markdown(record.status or 'unknown')}**"]
+    if record.experiment.config_hash:
+        facts.append(f"config {escape_markdown(str(record.experiment.config_hash)[:12])}")
+    if record.finished:
+        facts.append(f"finished {escape_markdown(record.finished)}")
+    if record.robench_version:
+        facts.append(f"robench {escape_markdown(record.robench_version)}")
     sections = collect_sections(run, registry, errors)
     return write_report(run.path, title, " · ".join(facts), sections, formats=formats)
 
@@ -224,10 +245,10 @@ def render_comparison(run_dirs: Iterable, out_dir, *, registry=None,
     _check_formats(formats)
     runs = run_labels(run_dirs)
     for label, run in runs.items():
-        run.read_run()  # fails early, naming the directory, when run.json is missing
+        run.record()  # fails early, naming the directory, when run.json is missing
     title = "robench comparison: " + " vs ".join(runs)
-    subtitle = "Deltas are taken against the first run, **" + next(iter(runs)) + "**" \
-        if len(runs) > 1 else "a single run"
+    subtitle = "Deltas are taken against the first run, **" + \
+        escape_markdown(next(iter(runs))) + "**" if len(runs) > 1 else "a single run"
     sections = collect_comparison_sections(runs, registry)
     return write_report(Path(out_dir), title, subtitle, sections, formats=formats)
 
@@ -364,6 +385,33 @@ def _table_rows(frame) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_|]|\](?=[(\[:]))")
+
+SAFE_SCHEMES = ("http", "https")
+"""URL schemes a report may link to; every other scheme (``javascript:``, ``data:``,
+``file:``...) is dropped, and relative URLs (no scheme) are kept."""
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` (a value from a run: a label, a file name, an error message) as Markdown
+    that renders literally within a line (table cells, titles, captions, sentences):
+    ``&``, ``<`` and ``>`` as HTML entities (no raw HTML, no entity of the value's own),
+    the characters of emphasis, code and table cells backslash-escaped, and every ``]``
+    that could close a link's text (before ``(``, ``[`` or ``:``); line breaks and tabs
+    turned into spaces. Reporters pass every
+    value that is not their own wording through it."""
+    one_line = re.sub(r"[\r\n\t\v\f]+", " ", str(text))
+    entities = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", entities)
+
+
+def safe_url(url: str) -> bool:
+    """Whether a report may link to ``url``: http(s), or relative (no scheme)."""
+    cleaned = re.sub(r"[\x00-\x20\x7f]+", "", html.unescape(url or ""))
+    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):", cleaned)
+    return scheme is None or scheme.group(1).lower() in SAFE_SCHEMES
+
+
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
@@ -373,15 +421,28 @@ def _html_cell(text: str) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+    """A table cell as Markdown: escaped as :func:`escape_markdown`, keeping its
+    ``**bold**`` marks (the best-value marker)."""
+    parts = _BOLD.split(text)
+    return "".join(f"**{escape_markdown(part)}**" if i % 2 else escape_markdown(part)
+                   for i, part in enumerate(parts))
 
 
 # ------------------------------------------------------------------------------- html
 
 
 def _markdown_to_html(text: str) -> str:
-    """Markdown -> HTML without raw HTML or images (escaped as text instead)."""
+    """Markdown -> HTML without raw HTML or images (escaped as text instead), and with
+    links only to http(s) and relative URLs (any other link is shown as its text)."""
     import markdown
+    from markdown.treeprocessors import Treeprocessor
+
+    class SafeLinks(Treeprocessor):
+        def run(self, root):
+            for element in root.iter("a"):
+                if not safe_url(element.get("href", "")):
+                    element.tag = "span"
+                    element.attrib.clear()
 
     md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"],
                            output_format="html")
@@ -389,6 +450,7 @@ def _markdown_to_html(text: str) -> str:
     for pattern in ("html", "image_link", "image_reference", "short_image_ref"):
         if pattern in md.inlinePatterns:
             md.inlinePatterns.deregister(pattern)
+    md.treeprocessors.register(SafeLinks(md), "safe_links", 0)
     return md.convert(text)
 
 
@@ -464,7 +526,7 @@ def _md_table(frame) -> str:
     lines = []
     caption = frame.attrs.get("title", "")
     if caption:
-        lines += [f"*{caption}*", ""]
+        lines += [f"*{escape_markdown(caption)}*", ""]
     lines.append("| " + " | ".join(_md_cell(c) for c in columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows]
@@ -473,15 +535,15 @@ def _md_table(frame) -> str:
 
 def _markdown(title: str, subtitle: str, sections: list[ReportSection],
               names: list[list[str]]) -> str:
-    out = [f"# {title}", "", subtitle, ""]
+    out = [f"# {escape_markdown(title)}", "", subtitle, ""]
     for section, section_names in zip(sections, names):
-        out += [f"## {section.title}", ""]
+        out += [f"## {escape_markdown(section.title)}", ""]
         if section.text:
             out += [section.text.rstrip(), ""]
         for frame in section.tables:
             out += [_md_table(frame), ""]
         for fig, name in zip(section.figures, section_names):
-            caption = _caption(fig) or section.title
+            caption = escape_markdown(_caption(fig) or section.title)
             out += [f"![{caption}](figures/{name})", ""]
     if not sections:
         out += ["No reporter produced a section for this run.", ""]

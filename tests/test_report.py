@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from robench import Reporter, ReportSection, RobenchError
+from robench.metric_pipeline import compute
 from robench.plugins import build_registry
 from robench.report import (
     collect_comparison_sections,
@@ -25,7 +26,7 @@ from robench.report import (
     render_report,
     run_labels,
 )
-from robench.results import RunStore, atomic_write_json, atomic_write_parquet
+from robench.results import RunStore, atomic_write_json, atomic_write_parquet, write_part
 
 N = 20  # samples per attack
 DEFENSES = ("none", "l2", "pgd")
@@ -73,16 +74,16 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
             cid = cell_id(defense, seed)
             cell = {"dataset": "digits", "model": "mlp", "defense": defense, "seed": seed,
                     "cell": cid}
-            cells[cid] = {"cell": cell, "status": "done", "cached": False,
+            cells[cid] = {"cell": cell, "key": f"key-{cid}", "status": "done", "cached": False,
                           "train_seconds": 2.5, "error": None, "traceback": None}
-            clean_acc = accuracy(defense, "fgsm", seed, shift)[0]
-            metrics.append({**cell, "metric": "clean_accuracy", "value": clean_acc})
             metrics.append({**cell, "metric": "ge_gap_accuracy",
-                            "value": 0.05 * (DEFENSES.index(defense) + 1)})
-            metrics.append({**cell, "metric": "mystery_score", "value": 3.0 + seed})
+                            "value": 0.05 * (DEFENSES.index(defense) + 1),
+                            "higher_is_better": False})
+            metrics.append({**cell, "metric": "mystery_score", "value": 3.0 + seed,
+                            "higher_is_better": None})
             for layer, std in (("fc1", 0.4), ("fc2", 0.2)):
                 metrics.append({**cell, "metric": "singular_value_std", "layer": layer,
-                                "value": std + 0.01 * seed})
+                                "value": std + 0.01 * seed, "higher_is_better": None})
             history = pd.DataFrame([
                 {"epoch": e, "split": split, "loss": 2.0 / e + (0.3 if split == "test" else 0),
                  "accuracy": 0.3 * e - (0.05 if split == "test" else 0)}
@@ -92,7 +93,7 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
             for attack, meta in ATTACKS.items():
                 uid = f"{cid}--{attack}"
                 if (cid, attack) == FAILED_UNIT:
-                    units[uid] = {"cell": cid, "attack": attack, "status": "failed",
+                    units[uid] = {"cell": cid, "attack": attack, "key": uid, "status": "failed",
                                   "seconds": 0.1, "rows": 0,
                                   "error": "ValueError: swap exploded",
                                   "traceback": "Traceback (most recent call last):\n  "
@@ -120,18 +121,16 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
                 frame = pd.DataFrame(rows)
                 frame["target"] = frame["target"].astype("Int64")
                 frame["label"] = frame["label"].astype("Int64")
-                atomic_write_parquet(store.part_path(uid), frame)
-                units[uid] = {"cell": cid, "attack": attack, "status": "done", "seconds": 1.5,
+                units[uid] = {"cell": cid, "attack": attack, "key": uid, "status": "done",
+                              "seconds": 1.5,
                               "rows": len(frame), "over_budget": int(attack == "swap"),
                               "error": None, "traceback": None}
-                metrics.append({**cell, "metric": "auc", "attack": attack,
-                                "threat_model": meta["threat_model"], "eps_min": min(eps),
-                                "eps_max": max(eps), "value": auc(acc, eps)})
+                write_part(store.part_path(uid), frame, uid, units[uid])
                 if attack == "fgsm":
                     for e in eps:
                         metrics.append({**cell, "metric": "fooling_success", "attack": attack,
                                         "threat_model": "linf", "epsilon": e,
-                                        "value": min(1.0, 2 * e)})
+                                        "value": min(1.0, 2 * e), "higher_is_better": False})
                     clean_x = rng.uniform(0, 1, size=(3, 1, 8, 8)).astype("float32")
                     adv = np.stack([np.clip(clean_x + e * rng.choice([-1, 1], clean_x.shape),
                                             0, 1) for e in eps]).astype("float32")
@@ -143,11 +142,10 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
                              labels=np.array([0, 1, 2]), adversarial=adv, pred_adv=pred)
     cells[FAILED_CELL] = {"cell": {"dataset": "digits", "model": "mlp", "defense": "broken",
                                    "seed": 0, "cell": FAILED_CELL},
-                          "status": "failed", "cached": False, "seconds": 0.2,
+                          "key": "key-broken", "status": "failed", "cached": False, "seconds": 0.2,
                           "error": "RuntimeError: CUDA out of memory (fixture)",
                           "traceback": "Traceback (most recent call last):\n"
                           "RuntimeError: CUDA out of memory (fixture)"}
-    atomic_write_parquet(store.metrics_path, pd.DataFrame(metrics))
     (path / "experiment.toml").write_text(
         f'[experiment]\nname = "{name}"\nseeds = [0, 1]\n\n[data]\ndataset = "digits"\n')
     atomic_write_json(store.run_json_path, {
@@ -168,7 +166,19 @@ def make_run_dir(path: Path, *, shift: float = 0.0, name: str = "fixture") -> Pa
         "cells": cells, "units": units, "attacks": ATTACKS,
         "metric_errors": {"margins": "Traceback (most recent call last):\n"
                                      "KeyError: 'no such layer (fixture)'\n"}})
+    hand = pd.DataFrame(metrics).astype({"higher_is_better": "boolean"})
+    computed, errors = compute([registry_metric(name) for name in METRICS], store.results, hand)
+    assert not errors
+    atomic_write_parquet(store.metrics_path, computed)
     return path
+
+
+METRICS = ("clean_accuracy", "robust_accuracy", "auc", "worst_case", "breakdown_point")
+"""The metrics of the fixture run, computed from its results by the metric plugins."""
+
+
+def registry_metric(name):
+    return build_registry(autoload=False).get("metric", name)()
 
 
 @pytest.fixture(scope="module")
@@ -219,17 +229,17 @@ def test_summary_table_values_and_best_marked(rendered):
     # pgd has the largest fgsm AUC; the GE gap grows none < l2 < pgd
     assert table.at["AUC · fgsm [0, 4/16]", "pgd"].startswith("**")
     assert not table.at["AUC · fgsm [0, 4/16]", "none"].startswith("**")
-    assert table.at["ge_gap_accuracy", "none"].startswith("**0.050")  # lower is better
-    assert "ge_gap_accuracy" in other.index and "clean accuracy" in robustness.index
+    assert table.at["ge gap accuracy", "none"].startswith("**0.050")  # lower is better
+    assert "ge gap accuracy" in other.index and "clean accuracy" in robustness.index
     # clean accuracy: none and l2 tie at (0.9 + 0.8) / 2 for seeds 0 and 1
     assert table.at["clean accuracy", "none"].startswith("**0.850")
     assert table.at["clean accuracy", "l2"].startswith("**0.850")
     assert table.at["clean accuracy", "pgd"] == "0.800 ± 0.635"  # t(1) interval of 0.85/0.75
-    # the failed pgd/seed-1 swap unit leaves one seed: no interval
+    # the failed pgd/seed-1 swap unit leaves one seed: no interval, and it says so
     assert table.at["AUC · swap [0, 30%]", "pgd"] == \
-        f"{auc(accuracy('pgd', 'swap', 0), ATTACKS['swap']['epsilons']):.3f}"
+        f"{auc(accuracy('pgd', 'swap', 0), ATTACKS['swap']['epsilons']):.3f} (1 of 2 seeds)"
     # an unknown metric still gets a row (no best marked: direction unknown)
-    assert table.at["mystery_score", "none"] == "3.500 ± 6.353"
+    assert table.at["mystery score", "none"] == "3.500 ± 6.353"
     assert table.at["clean accuracy", "broken"] == ""
 
 
@@ -239,12 +249,12 @@ def test_summary_sentences(rendered):
     # means over seeds: fgsm none .85 .55 .25 .05 0, l2 .85 .75 .55 .35 .15,
     # pgd .8 .8 .75 .65 .55 -> widest gap (0.6) at 3/16; midpoint 2/16
     assert ("Under **fgsm** (linf), the configurations differ most at ε = 3/16: **pgd** "
-            "keeps 65% accuracy and **none** 5.0%; at ε = 2/16 (the grid's midpoint), "
-            "**pgd** keeps 75% and **none** 25% (best and worst of 3).") in text
+            "keeps 65.0% accuracy and **none** 5.0%; at ε = 2/16 (the grid's midpoint), "
+            "**pgd** keeps 75.0% and **none** 25.0% (best and worst of 3).") in text
     # swap: pgd has seed 0 only (its seed-1 unit failed): .85 .5 .3 .2
     assert ("Under **swap** (l0), the configurations differ most at 30% of input values "
-            "changed: **l2** keeps 70% accuracy and **pgd** 20%; at 10% of input values "
-            "changed (the grid's midpoint), **l2** keeps 80% and **pgd** 50% (best and "
+            "changed: **l2** keeps 70.0% accuracy and **pgd** 20.0%; at 10% of input values "
+            "changed (the grid's midpoint), **l2** keeps 80.0% and **pgd** 50.0% (best and "
             "worst of 3).") in text
 
 
@@ -276,13 +286,14 @@ def test_report_files_are_self_contained(rendered):
     for text in (page, md):
         assert "swap exploded" in text and "CUDA out of memory (fixture)" in text
         assert "no such layer (fixture)" in text  # a failed metric
-        assert "abc123def4567890" in text and "mystery_score" in text
+        assert "abc123def4567890" in text and "mystery score" in text
     # provenance per cell: train time, units done, attack time, inputs rejected over budget
     assert "| digits-mlp-pgd-s1 | digits | mlp | pgd | 1 | done | False | 2.5 s | 1/2 done " \
            "| 1.6 s | 0 |" in md
     # short sweeps get a table of the curve: means over seeds per budget, in percent
-    assert "| budget | none | l2 | pgd |" in md and "| 2/16 | 25% | 55% | 75% |" in md
-    assert "| 10% | 75% | 80% | 50% |" in md  # swap, pgd from seed 0 only
+    assert "| budget | none | l2 | pgd |" in md
+    assert "| 2/16 | 25.0% | 55.0% | 75.0% |" in md
+    assert "| 10% | 75.0% | 80.0% | 50.0% |" in md  # swap, pgd from seed 0 only
     # traceback text is escaped, not parsed as markup
     assert "in &lt;module&gt;" in page
     # the data source URL is shown as text, never as a link
@@ -330,12 +341,14 @@ def test_every_builtin_metric_renders(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     store = RunStore(run_dir)
     registry = build_registry(autoload=False)
-    frames = [store.metrics]
+    every = []
     for name in registry.names("metric"):
-        rows = registry.get("metric", name)().from_results(store.results)
-        if rows is not None and len(rows):
-            frames.append(rows)
-    metrics = pd.concat(frames, ignore_index=True)
+        cls = registry.get("metric", name)
+        every.append(cls(cls.Options(baseline="mlp/none")) if name == "paired_difference"
+                     else cls())
+    metrics, errors = compute(every, store.results)
+    assert not errors
+    metrics = pd.concat([store.metrics, metrics], ignore_index=True)
     assert {"worst_case_accuracy", "auc_over_seeds", "breakdown_eps"} <= set(metrics["metric"])
     atomic_write_parquet(store.metrics_path, metrics)
     from robench_plugins.reporters import MetricFigures, Summary
@@ -350,16 +363,17 @@ def test_every_builtin_metric_renders(tmp_path):
     atomic_write_parquet(store.metrics_path, metrics[metrics["metric"] != "worst_case_auc"])
     (summary,) = Summary().sections(store)
     quantities = list(summary.tables[0]["quantity"])
-    assert "worst case · linf @ 2/16" in quantities and "worst case · l0 @ 10%" in quantities
+    assert "worst-case accuracy · linf @ 2/16" in quantities
+    assert "worst-case accuracy · l0 @ 10%" in quantities
     assert not any("over_seeds" in q for t in summary.tables for q in t["quantity"])
     # budgets in natural units: fgsm drops "none" to chance (0.1) at 3/16 for both seeds
     # (.9 .6 .3 .1 0 and .8 .5 .2 0 0); "l2" only with seed 1 (.8 .7 .5 .3 .1) at 4/16
-    breakdown = summary.tables[0].set_index("quantity").loc["breakdown_eps · fgsm"]
+    breakdown = summary.tables[0].set_index("quantity").loc["breakdown ε · fgsm"]
     assert breakdown["none"] == "3/16 ± 0"
     assert breakdown["l2"] == "**4/16 (1 of 2 seeds)**"  # the latest breakdown is best
     assert breakdown["pgd"] == ""
     figures = next(s for s in sections if s.title == "Metrics").figures
-    assert "worst_case_accuracy vs epsilon" in [f.get_label() for f in figures]
+    assert "worst-case accuracy vs epsilon" in [f.get_label() for f in figures]
 
 
 def test_broken_reporter_is_reported_and_others_survive(tmp_path):
@@ -420,7 +434,8 @@ def test_comparison_shows_deltas(tmp_path):
     b = np.mean([auc(accuracy("l2", "fgsm", s, -0.05), eps) for s in SEEDS])
     row = next(line for line in md.splitlines()
                if line.startswith("| l2 | AUC · fgsm [0, 4/16] |"))
-    assert row == f"| l2 | AUC · fgsm [0, 4/16] | {a:.3f} | {b:.3f} | {b - a:+.3f} |"
+    values = [float(v) for v in row.split("|")[3:6]]
+    assert values == pytest.approx([a, b, b - a], abs=6e-4)  # 0.4875 may print either way
     assert "training.epochs" in md and "abc123def4567890" in md and "fff000" in md
     assert "worse)." in md  # lower accuracy everywhere in the shifted run
     assert len(list((tmp_path / "cmp" / "figures").glob("*.png"))) == 3  # 2 attacks, training
@@ -460,8 +475,8 @@ def test_builtin_reporters_are_registered_and_light():
     import sys
 
     names = build_registry(autoload=False).names("reporter")
-    assert names == ["accuracy_curves", "examples", "filters", "metric_figures", "provenance",
-                     "summary", "training_curves"]
+    assert names == ["accuracy_curves", "examples", "filters", "headline", "leaderboard",
+                     "metric_figures", "provenance", "summary", "training_curves"]
     code = ("import sys, robench.report, robench_plugins.reporters; "
             "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn', 'pandas') "
             "if m in sys.modules))")
@@ -489,6 +504,34 @@ def test_committed_quickstart_report_rebuilds(tmp_path):
         row = next(line for line in lines if line.startswith(f"| AUC · {attack} [0, 8/16] |"))
         value = dict(zip(columns, (float(v.strip("* ")) for v in row.split("|")[2:-1])))
         assert value["l2"] > value["none"] and value["pgd"] > value["none"], value
+
+
+def test_committed_quickstart_numbers_equal_a_fresh_run(tmp_path):
+    """Re-run the quickstart (one torch thread, as its file says, on the CPU) and find
+    the committed reference's every prediction and metric value again."""
+    import torch
+
+    from robench import api
+
+    root = Path(__file__).resolve().parents[1]
+    reference = RunStore(root / "reports" / "quickstart")
+    threads = torch.get_num_threads()
+    try:
+        fresh = api.run(root / "benchmarks" / "quickstart.toml", out=tmp_path / "run",
+                        device="cpu", progress=False, report=False)
+    finally:
+        torch.set_num_threads(threads)
+    keys = ["cell", "attack", "epsilon", "sample"]
+    ours = fresh.results.sort_values(keys, ignore_index=True)
+    theirs = reference.results.sort_values(keys, ignore_index=True)
+    assert len(ours) == len(theirs) == 3 * 2 * 17 * 450
+    for column in ("pred_clean", "pred_adv", "success"):
+        assert (ours[column].to_numpy() == theirs[column].to_numpy()).all(), column
+    by = ["metric", "cell", "attack", "convention", "epsilon"]
+    metrics = {name: frame.metrics.sort_values(by, ignore_index=True)
+               for name, frame in (("fresh", fresh), ("committed", reference))}
+    np.testing.assert_allclose(metrics["fresh"]["value"], metrics["committed"]["value"],
+                               rtol=0, atol=1e-12)
 
 
 def test_eps_units():

@@ -443,17 +443,33 @@ def fooling(results: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     return out
 
 
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Mean of ``values`` (one per seed; NaN left out) and the half-width of its Student-t
+    interval at ``level``: ``t * s / sqrt(k)``; NaN for a single value or an infinite one."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype="float64")
+    values = values[~np.isnan(values)]
+    k = len(values)
+    if k == 0:
+        return float("nan"), float("nan")
+    mean = float(np.mean(values))
+    if k == 1 or not np.isfinite(values).all():
+        return mean, float("nan")
+    std = float(np.std(values, ddof=1))
+    return mean, float(stats.t.ppf((1 + level) / 2, k - 1) * std / np.sqrt(k))
+
+
 def over_seeds(metrics: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Mean and Student-t interval over seeds of every metric row group.
 
     Rows that differ only in ``seed`` and ``cell`` (and their ``value``, ``lower``,
     ``upper``, ``n``, ``note``) are one group; the result has ``metric`` suffixed with
-    ``_over_seeds``, ``value`` = mean over seeds, ``lower``/``upper`` = mean -+ t * s /
-    sqrt(k) at ``level`` (NaN with a single seed), ``std`` and ``n_seeds`` = k; ``seed``
-    is missing (NA) and ``cell`` lists the cells averaged.
+    ``_over_seeds``, ``value`` = mean over seeds, ``lower``/``upper`` = mean -+ the
+    :func:`t_interval` half-width at ``level`` (NaN with a single seed), ``std`` and
+    ``n_seeds`` = k (seeds with a value); ``seed`` is missing (NA) and ``cell`` lists the
+    cells averaged.
     """
-    from scipy import stats
-
     if metrics.empty:
         return pd.DataFrame()
     drop = {"seed", "cell", "value", "lower", "upper", "n", "note"}
@@ -461,13 +477,13 @@ def over_seeds(metrics: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     rows = []
     for key, group in metrics.groupby(keys, sort=True, dropna=False):
         values = group["value"].to_numpy(dtype="float64")
-        k = len(values)
-        mean = float(np.mean(values))
-        std = float(np.std(values, ddof=1)) if k > 1 else float("nan")
-        half = (stats.t.ppf((1 + level) / 2, k - 1) * std / np.sqrt(k)) if k > 1 else np.nan
+        mean, half = t_interval(values, level)
+        finite = values[~np.isnan(values)]
         row = dict(zip(keys, key))
         row.update(metric=f"{row['metric']}_over_seeds", value=mean, lower=mean - half,
-                   upper=mean + half, std=std, n_seeds=k)
+                   upper=mean + half,
+                   std=float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan"),
+                   n_seeds=len(finite))
         if "cell" in group.columns:
             row["cell"] = ",".join(sorted(set(map(str, group["cell"]))))
         rows.append(row)

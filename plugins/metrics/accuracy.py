@@ -29,6 +29,18 @@ class IntervalOptions:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
 
 
+DEFAULT_RESAMPLES = 1000
+"""Bootstrap resamples of the metrics that reports show with intervals by default."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultIntervalOptions(IntervalOptions):
+    bootstrap: int = dataclasses.field(
+        default=DEFAULT_RESAMPLES,
+        metadata={"help": "bootstrap resamples for a confidence interval over samples "
+                          "(lower/upper columns); 0 = no interval"})
+
+
 class CleanAccuracy(Metric):
     """Clean accuracy per cell: ``pred_clean == label`` over the distinct data samples.
 
@@ -57,12 +69,13 @@ class RobustAccuracy(Metric):
     ``unconditional`` = mean over all samples, a misclassified clean image counting as a
     failure (Galloway et al. 2018, the accuracy-vs-eps curves of section 4); ``conditional`` = mean
     over clean-correct samples (Wen et al. 2020, Table 6 "PGD" rows). ``n`` is the number of
-    samples averaged; ``bootstrap > 0`` adds a bootstrap interval over samples.
+    samples averaged; ``bootstrap > 0`` (default 1000) adds a percentile bootstrap
+    interval over samples (``lower``/``upper``), which reports show.
     """
 
     name = "robust_accuracy"
     higher_is_better = True
-    Options = IntervalOptions
+    Options = DefaultIntervalOptions
 
     def from_results(self, results):
         from . import _tables

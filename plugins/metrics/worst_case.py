@@ -6,11 +6,11 @@ import dataclasses
 
 from robench import Metric
 
-from .accuracy import IntervalOptions
+from .accuracy import DefaultIntervalOptions
 
 
 @dataclasses.dataclass(frozen=True)
-class WorstCaseOptions(IntervalOptions):
+class WorstCaseOptions(DefaultIntervalOptions):
     order: tuple[str, ...] = dataclasses.field(
         default=(), metadata={"help": "attack labels in the order used to record which "
                                       "attack broke a sample first (others follow in "

@@ -8,21 +8,14 @@ pyplot state and no global backend switch (a notebook's backend stays as it was)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 GROUP_KEYS = ("dataset", "model", "defense")
 """Cell columns that identify a compared configuration (seeds are pooled over)."""
-
-HIGHER_IS_BETTER_PREFIXES = ("clean_accuracy", "robust_accuracy", "auc", "worst_case",
-                             "accuracy", "breakdown", "median_distance")
-"""Metric names (by prefix) where a larger value is better for the defender."""
-
-LOWER_IS_BETTER_PREFIXES = ("ge_gap", "loss_gap", "fooling", "success_rate",
-                            "attack_success", "adversarial_found")
-"""Metric names (by prefix) where a smaller value is better for the defender."""
 
 AXIS_COLUMNS = ("epsilon", "lambda", "gamma", "budget", "rank", "index", "quantile",
                 "bin_left", "bin", "feature", "k", "step", "epoch")
@@ -32,7 +25,7 @@ order of preference; rows with none of them (and no ``layer``) are scalars."""
 DESCRIPTIVE_COLUMNS = ("metric", "value", "lower", "upper", "std", "note", "dataset", "model",
                        "defense", "seed", "cell", "group", "attack_component", "library",
                        "library_version", "eps_min", "eps_max", "chance", "threshold",
-                       "bin_right")
+                       "bin_right", "higher_is_better", "method", "n_seeds")
 """Metric columns that describe a value rather than tell two series apart."""
 
 
@@ -42,50 +35,134 @@ def is_count(column: str) -> bool:
 
 
 def usable_metrics(metrics):
-    """Metric rows a report draws: per-seed rows (``*_over_seeds`` aggregates are left
-    out, the report computes the same mean and t-interval itself) and no per-sample
-    rows (those with a ``sample`` column)."""
+    """Metric rows a report draws: per-seed rows (``*_over_seeds`` rows are read where a
+    table needs a mean over seeds, see :func:`over_seeds`) and no per-sample rows
+    (those with a ``sample`` column)."""
     if not len(metrics):
         return metrics
-    keep = ~metrics["metric"].astype(str).str.endswith("_over_seeds")
+    keep = ~metrics["metric"].astype(str).str.endswith(SEED_SUFFIX)
     if "sample" in metrics:
         keep &= metrics["sample"].isna()
     return metrics[keep]
 
 
-def better_direction(metric: str) -> int:
-    """+1 when larger ``metric`` values are better, -1 when smaller are, 0 if unknown."""
-    if metric.startswith(HIGHER_IS_BETTER_PREFIXES):
-        return 1
-    if metric.startswith(LOWER_IS_BETTER_PREFIXES):
-        return -1
-    return 0
+SEED_SUFFIX = "_over_seeds"
+"""Suffix of the rows of the ``seed_summary`` metric (mean and interval over seeds)."""
+
+
+def direction(rows) -> int:
+    """+1 when larger values of these metric rows are better for the defender, -1 when
+    smaller are, 0 when unknown: read from their ``higher_is_better`` column (the metric
+    declares it; see :class:`robench.components.Metric`), never from names."""
+    if "higher_is_better" not in rows or not rows["higher_is_better"].notna().any():
+        return 0
+    known = {bool(v) for v in rows["higher_is_better"].dropna()}
+    return 0 if len(known) != 1 else (1 if known.pop() else -1)
+
+
+def over_seeds(rows):
+    """Mean over seeds and its t-interval of every group of metric ``rows`` that differ
+    only by seed: the definition of the ``seed_summary`` metric
+    (:func:`robench_plugins.metrics._tables.over_seeds`), so a table's mean over seeds is
+    that metric's number. Columns: the rows' identifying columns, ``value``, ``lower``,
+    ``upper``, ``std``, ``n_seeds``."""
+    from ..metrics import _tables
+
+    return _tables.over_seeds(rows)
+
+
+READABLE = {"clean_accuracy": "clean accuracy", "robust_accuracy": "robust accuracy",
+            "auc": "AUC", "worst_case_accuracy": "worst-case accuracy",
+            "worst_case_auc": "worst-case AUC", "breakdown_eps": "breakdown ε",
+            "success_rate": "attack success rate", "fooling_success": "fooling success rate"}
+"""Names for people of the built-in metric rows; any other name shows with spaces."""
+
+
+def readable(metric: str) -> str:
+    """A metric row's name for people: ``"worst_case_auc"`` -> ``"worst-case AUC"``."""
+    return READABLE.get(metric, metric.replace("_", " "))
+
+
+CURVE_COLUMNS = [*GROUP_KEYS, "seed", "cell", "attack", "threat_model", "epsilon",
+                 "statistic", "value", "conditional", "lower", "upper"]
+
+
+def curves(metrics):
+    """The accuracy-vs-eps curve of every (cell, attack), read from the metric rows.
+
+    ``robust_accuracy`` rows give ``value`` (unconditional convention) and
+    ``conditional`` (over clean-correct samples), with their bootstrap ``lower``/
+    ``upper`` when the metric computed them; ``worst_case_accuracy`` rows give the
+    curve of attack ``"worst_case"`` the same way. Attacks without accuracy rows
+    (generated inputs: fooling images) give their ``fooling_success`` or
+    ``success_rate`` rows instead, as ``statistic = "attack success rate"``.
+    """
+    import pandas as pd
+
+    frames = []
+    keys = [*GROUP_KEYS, "seed", "cell", "attack", "threat_model", "epsilon"]
+    for name in ("robust_accuracy", "worst_case_accuracy"):
+        rows = metrics[metrics["metric"] == name] if len(metrics) else metrics
+        if not len(rows) or "convention" not in rows:
+            continue
+        rows = rows.assign(**{k: rows[k] if k in rows else pd.NA
+                              for k in ("lower", "upper")})
+        main = rows[rows["convention"] == "unconditional"][keys + ["value", "lower", "upper"]]
+        cond = rows[rows["convention"] == "conditional"][keys + ["value"]]
+        frames.append(main.merge(cond.rename(columns={"value": "conditional"}), on=keys,
+                                 how="left").assign(statistic="accuracy"))
+    have = set(pd.concat(frames)["attack"]) if frames else set()
+    for name in ("fooling_success", "success_rate"):
+        rows = metrics[metrics["metric"] == name] if len(metrics) else metrics
+        if len(rows) and "epsilon" in rows:
+            rows = rows[~rows["attack"].isin(have)]
+            have |= set(rows["attack"])
+            frames.append(rows[keys + ["value"]].assign(statistic="attack success rate"))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    return out.reindex(columns=CURVE_COLUMNS)
+
+
+def curve_means(curve_rows, keys):
+    """Per configuration (``group`` of ``keys``), attack and eps: the mean over seeds of
+    :func:`curves` rows and its t-interval (:func:`over_seeds`), with ``n_seeds``."""
+    columns = [*GROUP_KEYS, "seed", "cell", "attack", "threat_model", "epsilon", "value"]
+    rows = curve_rows[columns].assign(metric=curve_rows["statistic"])
+    return add_group(over_seeds(rows), keys)
 
 
 # ----------------------------------------------------------------------- run metadata
 
 
-def data_info(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``data`` block of run.json, with ``eps_scale`` defaulting to 1."""
-    info = dict(record.get("data") or {})
+def data_info(record) -> dict[str, Any]:
+    """The data set block of the run record, with ``eps_scale`` defaulting to 1."""
+    info = dict(record.data or {})
     info["eps_scale"] = info.get("eps_scale") or 1
     return info
 
 
-def cell_table(record: Mapping[str, Any]):
-    """One row per cell of run.json: cell id, dataset, model, defense, seed, status."""
+def threat_model_of(record, attack: str | None) -> str | None:
+    """The threat model the run recorded for ``attack`` (None when unknown)."""
+    meta = record.attacks.get(attack) if isinstance(attack, str) else None
+    return meta.threat_model if meta is not None else None
+
+
+def cell_table(record):
+    """One row per cell of the run record: cell id, dataset, model, defense, seed, status."""
     import pandas as pd
 
     rows = []
-    for cell_id, rec in (record.get("cells") or {}).items():
-        cell = dict(rec.get("cell") or {})
+    for cell_id, rec in record.cells.items():
+        cell = dict(rec.cell or {})
         cell["cell"] = cell_id
-        cell["status"] = rec.get("status")
+        cell["status"] = rec.status
         rows.append(cell)
     return pd.DataFrame(rows, columns=["cell", *GROUP_KEYS, "seed", "status"])
 
 
-def group_keys(record: Mapping[str, Any]) -> list[str]:
+def group_keys(record) -> list[str]:
     """The cell columns that vary across this run's cells (``model, defense`` when none
     does).
 
@@ -108,14 +185,14 @@ def add_group(frame, keys: Iterable[str], column: str = "group"):
     return frame
 
 
-def group_order(record: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
+def group_order(record, keys: Iterable[str]) -> list[str]:
     """Every group label of the run's cells, in the order the run lists its cells (the
     experiment file's order of models and defenses)."""
     cells = add_group(cell_table(record), keys)
     return list(dict.fromkeys(cells["group"])) if len(cells) else []
 
 
-def runs_groups(records: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+def runs_groups(records: Iterable[Any]) -> tuple[list[str], list[str]]:
     """For several runs' records: the group keys that vary across all their cells and
     every group label, in the order the runs list their cells."""
     import pandas as pd
@@ -198,44 +275,13 @@ def midpoint(grid: Iterable[float]) -> float:
 # ----------------------------------------------------------------------------- frames
 
 
-def accuracy_curves(results):
-    """Per (dataset, model, defense, seed, attack, epsilon): the curve statistic.
-
-    Untargeted attacks on data inputs give the robust accuracy (unconditional: a sample
-    misclassified when clean counts as broken, Galloway et al.'s convention) and the accuracy
-    conditional on clean-correct samples (Wen et al.'s). Targeted attacks and attacks on
-    generated inputs give the attack success rate instead. Columns: the cell columns,
-    ``attack, threat_model, epsilon, statistic, value, conditional, n``.
-    """
-    import pandas as pd
-
-    if len(results) == 0:
-        return pd.DataFrame(columns=[*GROUP_KEYS, "seed", "attack", "threat_model",
-                                     "epsilon", "statistic", "value", "conditional", "n"])
-    frame = pd.DataFrame({key: results[key] for key in
-                          [*GROUP_KEYS, "seed", "attack", "threat_model", "epsilon"]})
-    targeted = results["target"].notna() if "target" in results else False
-    noise = results["source"].ne("data") if "source" in results else False
-    frame["_rate"] = targeted | noise
-    frame["_success"] = results["success"].astype(float)
-    frame["_correct"] = results["correct_adv"].astype(float)
-    frame["_conditional"] = frame["_correct"].where(results["correct_clean"].astype(bool))
-    keys = [*GROUP_KEYS, "seed", "attack", "threat_model", "epsilon"]
-    agg = frame.groupby(keys, sort=True, dropna=False).agg(
-        rate=("_rate", "any"), success=("_success", "mean"), correct=("_correct", "mean"),
-        conditional=("_conditional", "mean"), n=("_correct", "size")).reset_index()
-    rate = agg.pop("rate").astype(bool)
-    agg["statistic"] = np.where(rate, "attack success rate", "accuracy")
-    agg["value"] = np.where(rate, agg.pop("success"), agg.pop("correct"))
-    agg.loc[rate, "conditional"] = np.nan
-    return agg[[*keys, "statistic", "value", "conditional", "n"]]
-
-
 def t_interval(values) -> tuple[float, float]:
-    """95% t-interval of the mean of ``values`` (seeds), as seaborn's ``errorbar``
-    callable: the same interval the summary table reports, and no bootstrap cost."""
-    mean, half = seeds_summary(values)
-    half = 0.0 if half is None else half
+    """The t-interval of the mean of ``values`` (seeds), as seaborn's ``errorbar``
+    callable: the interval of :func:`over_seeds`, from the same definition."""
+    from ..metrics import _tables
+
+    mean, half = _tables.t_interval(values)
+    half = 0.0 if np.isnan(half) else half
     return mean - half, mean + half
 
 
@@ -262,6 +308,18 @@ def hue_column(frame, keys) -> tuple[Any, str]:
     return frame, name
 
 
+def tidy_legend(ax, headings=(), title: str | None = None) -> None:
+    """Redraw ``ax``'s legend without the entries seaborn adds as pseudo-headings (the
+    names of its hue and style columns, in ``headings``), titled ``title``."""
+    handles, labels = ax.get_legend_handles_labels()
+    kept = [(h, lab) for h, lab in zip(handles, labels) if lab not in set(headings)]
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if kept:
+        ax.legend(*zip(*kept), fontsize="small", frameon=True, title=title,
+                  title_fontsize="small")
+
+
 def eps_ticks(ax, threat_model: str | None, eps_scale: float) -> None:
     """Format a budget x axis drawn in :func:`eps_unit` units: ``k/255`` at integer k,
     percent for L0."""
@@ -271,21 +329,6 @@ def eps_ticks(ax, threat_model: str | None, eps_scale: float) -> None:
     if suffix.startswith("/"):
         ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{suffix}" if v else "0"))
-
-
-def seeds_summary(values) -> tuple[float, float | None]:
-    """Mean over seeds and the half-width of its 95% t-interval (None for one seed, or
-    when a value is infinite); NaN values are left out."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return float("nan"), None
-    if len(values) == 1 or not np.isfinite(values).all():  # e.g. an infinite distance
-        return float(values.mean()), None
-    sem = stats.sem(values)
-    return float(values.mean()), float(sem * stats.t.ppf(0.975, len(values) - 1))
 
 
 # ---------------------------------------------------------------------------- figures
@@ -318,11 +361,18 @@ def styled(fn, *args, **kwargs):
 
 
 def percent(value: float) -> str:
-    """``0.631 -> "63%"`` (one decimal below 10%)."""
+    """``0.631 -> "63.1%"``: every percentage of a report with one decimal."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    pct = 100 * float(value)
-    return f"{pct:.1f}%" if 0 < abs(pct) < 10 else f"{pct:.0f}%"
+    return f"{100 * float(value):.1f}%"
+
+
+def md(value: Any) -> str:
+    """A value from the run (a label, a file name, an error) as Markdown text that shows
+    literally: no markup, no link, one line (:func:`robench.report.escape_markdown`)."""
+    from robench.report import escape_markdown
+
+    return escape_markdown(str(value))
 
 
 def code_block(text: str, lang: str = "") -> str:
@@ -333,13 +383,13 @@ def code_block(text: str, lang: str = "") -> str:
 
 
 def _backtick_runs(text: str) -> list[str]:
-    import re
-
     return re.findall(r"`+", text)
 
 
 def inline_code(text: str) -> str:
-    """``text`` as Markdown inline code (safe for backticks inside)."""
+    """``text`` as Markdown inline code (safe for backticks inside; line breaks become
+    spaces, since a code span cannot cross a blank line)."""
+    text = re.sub(r"\s*[\r\n]+\s*", " ", str(text))
     longest = max((len(run) for run in _backtick_runs(text)), default=0)
     ticks = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""

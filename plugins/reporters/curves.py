@@ -4,10 +4,10 @@ One figure per attack, one line per configuration (model / defense), the mean ov
 with a band over seeds (seaborn's ``errorbar``: the 95% t-interval of the summary table
 from three seeds on, the range between two seeds) when several seeds ran. The
 eps axis is in the data set's natural units (``k/255`` for 8-bit images, percent of input
-values for L0 budgets). Untargeted attacks on data show unconditional accuracy and the
-accuracy over clean-correct samples side by side (the two robust-accuracy conventions of
-docs/protocols.md); targeted attacks and generated inputs (fooling images) show
-the attack success rate.
+values for L0 budgets). Every point is a row of the ``robust_accuracy`` metric: its
+unconditional and clean-correct conventions side by side (docs/protocols.md); inputs an
+attack generated (fooling images) show the ``fooling`` or ``attack_success`` metric's
+success rate. Nothing is recomputed from the per-sample results.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from . import _common as C
 
 
 def _attack_order(record, curves) -> list[str]:
-    declared = list(record.get("attacks") or {})
+    declared = list(record.attacks)
     seen = set(curves["attack"])
     return [a for a in declared if a in seen] + sorted(seen - set(declared))
 
 
 def _draw(ax, data, *, y, keys, hue_order, colours, style=None, style_order=None,
-          n_seeds, tm, eps_scale, chance=None, ylabel="accuracy"):
+          n_seeds, tm, eps_scale, chance=None, ylabel="robust accuracy"):
     """One panel: ``y`` vs eps (natural units), one line per group."""
     import seaborn as sns
 
@@ -43,7 +43,7 @@ def _draw(ax, data, *, y, keys, hue_order, colours, style=None, style_order=None
     ax.set_xlabel(C.eps_axis_label(tm, eps_scale))
     ax.set_ylabel(ylabel)
     C.eps_ticks(ax, tm, eps_scale)
-    ax.legend(fontsize="small", frameon=True)
+    C.tidy_legend(ax, (hue, style), title=hue)
 
 
 MAX_TABLE_BUDGETS = 12
@@ -51,17 +51,17 @@ MAX_TABLE_BUDGETS = 12
 the JSMA table of Galloway et al. (2018), Table 2: success rate per max fraction of features)."""
 
 
-def budget_table(part, attack, order, tm, eps_scale):
+def budget_table(means, attack, order, tm, eps_scale, statistic):
     """The curve as a table: one row per budget (natural units), one column per
-    configuration, mean over seeds in percent."""
+    configuration, mean over seeds (:func:`._common.curve_means`) in percent."""
     import pandas as pd
 
-    wide = part.pivot_table(index="epsilon", columns="group", values="value", aggfunc="mean")
+    wide = means.pivot_table(index="epsilon", columns="group", values="value",
+                             aggfunc="first")
     groups = [g for g in order if g in wide.columns]
     table = pd.DataFrame({"budget": [C.format_eps(e, tm, eps_scale) for e in wide.index]})
     for group in groups:
         table[group] = [C.percent(v) for v in wide[group]]
-    statistic = part["statistic"].iloc[0]
     table.attrs["title"] = f"{attack}: {statistic} per budget (mean over seeds)"
     return table
 
@@ -77,12 +77,14 @@ class AccuracyCurves(Reporter):
     name = "accuracy_curves"
 
     def sections(self, run):
-        record = run.read_run()
-        curves = C.accuracy_curves(run.results)
+        record = run.record()
+        curves = C.curves(C.usable_metrics(run.metrics))
+        curves = curves[curves["attack"] != "worst_case"]
         if not len(curves):
             return []
         keys = C.group_keys(record)
         curves = C.add_group(curves, keys)
+        means = C.curve_means(curves, keys)
         order = C.group_order(record, keys) or list(curves["group"].unique())
         colours = C.palette(order)
         info = C.data_info(record)
@@ -91,30 +93,32 @@ class AccuracyCurves(Reporter):
         for attack in _attack_order(record, curves):
             part = curves[curves["attack"] == attack]
             tm = part["threat_model"].iloc[0]
-            meta = (record.get("attacks") or {}).get(attack, {})
-            title = f"{attack} ({meta.get('component', '')}, {tm})".replace("(, ", "(")
+            meta = record.attacks.get(attack)
+            component = meta.component if meta is not None else ""
+            title = f"{attack} ({component}, {tm})".replace("(, ", "(")
             common = dict(keys=keys, hue_order=order, colours=colours,
                           n_seeds=_n_seeds(part), tm=tm, eps_scale=info["eps_scale"])
-            if part["statistic"].iloc[0] == "accuracy":
-                fig, axes = C.new_figure(2, label=f"Accuracy vs eps under {attack}")
+            statistic = part["statistic"].iloc[0]
+            if statistic == "accuracy":
+                fig, axes = C.new_figure(2, label=f"Robust accuracy vs ε under {attack}")
                 _draw(axes[0, 0], part, y="value", chance=chance, **common)
                 axes[0, 0].set_title("all test samples (unconditional)")
                 _draw(axes[0, 1], part.dropna(subset=["conditional"]), y="conditional",
                       chance=chance, ylabel="accuracy on clean-correct samples", **common)
                 axes[0, 1].set_title("clean-correct samples only")
             else:
-                fig, axes = C.new_figure(1, label=f"Attack success rate vs eps, {attack}")
+                fig, axes = C.new_figure(1, label=f"Attack success rate vs ε, {attack}")
                 _draw(axes[0, 0], part, y="value", ylabel="attack success rate", **common)
             fig.suptitle(title)
             figures.append(fig)
             if part["epsilon"].nunique() <= MAX_TABLE_BUDGETS:
-                tables.append(budget_table(part, attack, order, tm, info["eps_scale"]))
-        n = curves.groupby(["attack"])["n"].max()
+                tables.append(budget_table(means[means["attack"] == attack], attack, order,
+                                           tm, info["eps_scale"], statistic))
         band = C.seed_errorbar(_n_seeds(curves))[1]
-        text = ("One line per configuration, the mean over seeds. " +
-                (f"Shaded bands: {band}. " if band else "")
-                + "The dotted line is chance (1/classes). Samples per point: "
-                + ", ".join(f"{a} {int(v)}" for a, v in n.items()) + ".")
+        text = ("One line per configuration, the mean over seeds of the `robust_accuracy` "
+                "metric (or the attack success rate of inputs the attack generated). "
+                + (f"Shaded bands: {band}. " if band else "")
+                + "The dotted line is chance (1/classes).")
         return [ReportSection(title="Accuracy vs perturbation budget", text=text,
                               tables=tables, figures=figures, order=20)]
 
@@ -125,8 +129,9 @@ class AccuracyCurves(Reporter):
 
         frames, records = [], {}
         for label, run in runs.items():
-            records[label] = run.read_run()
-            curves = C.accuracy_curves(run.results)
+            records[label] = run.record()
+            curves = C.curves(C.usable_metrics(run.metrics))
+            curves = curves[curves["attack"] != "worst_case"]
             if len(curves):
                 frames.append(curves.assign(run=label))
         if not frames:
@@ -142,12 +147,11 @@ class AccuracyCurves(Reporter):
             part = curves[curves["attack"] == attack]
             tm = part["threat_model"].iloc[0]
             fig, axes = C.new_figure(1, width=6.5, label=f"{attack}: runs compared")
-            ylabel = "accuracy" if part["statistic"].iloc[0] == "accuracy" \
+            ylabel = "robust accuracy" if part["statistic"].iloc[0] == "accuracy" \
                 else "attack success rate"
             _draw(axes[0, 0], part, y="value", keys=keys, hue_order=order, colours=colours,
                   style="run", style_order=list(runs), n_seeds=_n_seeds(part, ("run", "group")),
-                  tm=tm,
-                  eps_scale=info["eps_scale"], ylabel=ylabel)
+                  tm=tm, eps_scale=info["eps_scale"], ylabel=ylabel)
             fig.suptitle(f"{attack} ({tm})")
             figures.append(fig)
         return [ReportSection(title="Accuracy vs perturbation budget across runs",

@@ -13,7 +13,6 @@ first seed of each configuration is shown, to keep the report small.
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import numpy as np
 
@@ -26,9 +25,6 @@ MAX_SAMPLES = 4
 
 MAX_BUDGETS = 4
 """Adversarial columns per grid (nonzero budgets spread over the stored grid)."""
-
-MAX_FIGURES = 12
-"""Grids per report; the rest are listed by name."""
 
 
 def as_image(x: np.ndarray) -> tuple[np.ndarray, str | None] | None:
@@ -116,16 +112,18 @@ def mosaic_figure(tiles, labels, title: str, *, tile_width: float = 1.5):
     return fig
 
 
-def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
+def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=(), row_names=()):
     """Figure: rows = samples, columns = clean input then adversarial inputs at a few
     budgets (spread up to the first budget that fools every shown example); each
     adversarial tile labelled with its prediction, red when the attack succeeded (the
-    label changed; with an optional ``targets`` array, the target was reached)."""
+    label changed; with an optional ``targets`` array, the target was reached).
+    ``row_names`` (one per row) head each row, e.g. the configuration it comes from;
+    with them every row is drawn, else the first ``MAX_SAMPLES``."""
     eps = np.asarray(arrays["epsilons"], dtype=float)
     clean, adv = arrays["clean"], arrays["adversarial"]
     labels, pred = np.asarray(arrays["labels"]), np.asarray(arrays["pred_adv"])
     targets = np.asarray(arrays["targets"]) if "targets" in arrays else None
-    samples = list(range(min(MAX_SAMPLES, len(clean))))
+    samples = list(range(len(clean) if row_names else min(MAX_SAMPLES, len(clean))))
     if targets is not None:
         fooled = pred[:, samples] == targets[samples]
     elif (labels[samples] >= 0).all():
@@ -149,6 +147,8 @@ def example_grid(arrays, *, title, tm, eps_scale, bounds, class_names=()):
     for row, s in enumerate(samples):
         label = int(labels[s])
         head = "noise start" if label < 0 else f"clean, y={name(label)}"
+        if row_names:
+            head = f"{row_names[row]}: {head}"
         if targets is not None:
             head += f" → {name(int(targets[s]))}"
         tiles.append([to_rgba(clean[s], lo, hi)] + [to_rgba(adv[b, s], lo, hi)
@@ -196,18 +196,41 @@ def filter_grid(filters: list[np.ndarray], title: str):
     return mosaic_figure(rows, [[None] * len(r) for r in rows], title, tile_width=0.9)
 
 
+def one_input_per_configuration(artifacts, cells: dict[str, str], attack: str):
+    """The first stored input of ``attack`` in every shown cell, as one artifact (rows =
+    configurations, in ``cells``' order) and the configurations' names; None when no
+    cell has a drawable artifact or their budgets differ."""
+    keys = ("epsilons", "clean", "adversarial", "pred_adv", "labels")
+    found = [(group, artifacts[(cell, attack)]) for cell, group in cells.items()
+             if (cell, attack) in artifacts and set(keys) <= artifacts[(cell, attack)].keys()
+             and len(artifacts[(cell, attack)]["clean"])
+             and as_image(artifacts[(cell, attack)]["clean"][0]) is not None]
+    if not found or any(not np.array_equal(a["epsilons"], found[0][1]["epsilons"])
+                        for _, a in found):
+        return None
+    merged = {"epsilons": found[0][1]["epsilons"],
+              "clean": np.stack([a["clean"][0] for _, a in found]),
+              "adversarial": np.stack([a["adversarial"][:, 0] for _, a in found], axis=1),
+              "pred_adv": np.stack([a["pred_adv"][:, 0] for _, a in found], axis=1),
+              "labels": np.array([a["labels"][0] for _, a in found])}
+    if all("targets" in a for _, a in found):
+        merged["targets"] = np.array([a["targets"][0] for _, a in found])
+    return merged, [group for group, _ in found]
+
+
 class FirstLayerFilters(Reporter):
     """First-layer filters of each configuration (Galloway et al. 2018, Fig. 13):
     convolution kernels, or the rows of a first linear layer shown as images of the
-    input."""
+    input. Opt-in: list ``filters`` in ``[report] reporters``."""
 
     name = "filters"
+    by_default = False
 
     def sections(self, run):
         layers = run.first_layers()
         if not layers:
             return []
-        record = run.read_run()
+        record = run.record()
         shown = first_seed_cells(record, C.group_keys(record))
         shape = C.data_info(record).get("input_shape")
         figures = []
@@ -220,59 +243,45 @@ class FirstLayerFilters(Reporter):
         text = ("The first weight layer of each configuration's model (first seed), up to "
                 "64 units. Single-channel filters: red positive, blue negative weights, each "
                 "on its own symmetric scale; colour filters are scaled to their own range. "
-                "Galloway et al. (2018, Fig. 13) find smoother filters with L2 weight decay, some "
-                "of them exactly zero.")
+                "Galloway et al. (2018, Fig. 13) find smoother filters with L2 weight "
+                "decay, some of them exactly zero.")
         return [ReportSection(title="First-layer filters", text=text, figures=figures,
                               order=65)]
 
 
 class AdversarialExamples(Reporter):
-    """Grids of stored examples: clean vs adversarial inputs at a few budgets (prediction
-    in red when wrong), and fooling images generated from noise."""
+    """One grid per attack: the same input under every configuration (rows), clean and
+    adversarial at a few budgets, the prediction in red when the attack succeeded."""
 
     name = "examples"
 
     def sections(self, run):
-        record = run.read_run()
+        record = run.record()
         artifacts = run.artifacts()
         if not artifacts:
             return []
-        keys = C.group_keys(record)
-        shown = first_seed_cells(record, keys)
+        shown = first_seed_cells(record, C.group_keys(record))
         info = C.data_info(record)
         bounds = tuple(float(b) for b in (info.get("bounds") or (0.0, 1.0)))
         class_names = tuple(info.get("class_names") or ())
-        attacks = record.get("attacks") or {}
-        figures, skipped = [], []
-        attack_rank = {name: i for i, name in enumerate(attacks)}
-        cell_rank = {cell: i for i, cell in enumerate(shown)}
-        ordered = sorted((key for key in artifacts if key[0] in shown),
-                         key=lambda k: (cell_rank[k[0]], attack_rank.get(k[1], len(attacks)),
-                                        k[1]))
-        for cell, attack in ordered:
-            arrays, group = artifacts[(cell, attack)], shown[cell]
-            if {"epsilons", "clean", "adversarial", "pred_adv", "labels"} <= arrays.keys() \
-                    and as_image(arrays["clean"][0]) is not None:
-                tm = attacks.get(attack, {}).get("threat_model")
-                title = f"{attack} on {group}"
-                draw = partial(example_grid, arrays, title=title, tm=tm,
-                               eps_scale=info["eps_scale"], bounds=bounds,
-                               class_names=class_names)
-            else:
+        stored = {attack for _, attack in artifacts}
+        attacks = [a for a in record.attacks if a in stored] + sorted(stored - set(record.attacks))
+        figures = []
+        for attack in attacks:
+            merged = one_input_per_configuration(artifacts, shown, attack)
+            if merged is None:
                 continue
-            if len(figures) >= MAX_FIGURES:
-                skipped.append(title)
-                continue
-            figures.append(draw())
+            arrays, groups = merged
+            figures.append(example_grid(
+                arrays, title=f"{attack}: the same input under every configuration",
+                tm=C.threat_model_of(record, attack), eps_scale=info["eps_scale"],
+                bounds=bounds, class_names=class_names, row_names=groups))
         if not figures:
             return []
-        text = ("Stored examples of the first seed of each configuration. Each row is one "
-                "input: the clean image, then the adversarial input at a few budgets with "
-                "the model's prediction (red: the attack succeeded — the label changed, or "
-                "for a targeted attack the target, after the arrow, was reached; green: "
-                "not yet). Generated inputs (fooling images) start from noise and have no "
-                "label.")
-        if skipped:
-            text += f"\n\nNot drawn (limit of {MAX_FIGURES} grids): " + \
-                ", ".join(C.inline_code(s) for s in skipped) + "."
+        text = ("One grid per attack: each row is the first stored input of that attack "
+                "under one configuration (first seed), the clean input, then the "
+                "adversarial input at a few budgets with the model's prediction (red: the "
+                "attack succeeded — the label changed, or for a targeted attack the target, "
+                "after the arrow, was reached; green: not yet). Generated inputs (fooling "
+                "images) start from noise and have no label.")
         return [ReportSection(title="Examples", text=text, figures=figures, order=60)]

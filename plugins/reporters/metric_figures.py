@@ -69,7 +69,7 @@ def _line_figure(name, rows, axis, keys, order, colours, eps_scale, record):
     facet = next((c for c in FACETS if _varying(rows, c)), None)
     rows, style = _variant(rows, {axis, facet, "layer"} - {None})
     panels = sorted(rows[facet].dropna().unique(), key=str) if facet else [None]
-    label = f"{name} vs {axis}"
+    label = f"{C.readable(name)} vs {axis}"
     if len(panels) > MAX_PANELS:
         label += f" (first {MAX_PANELS} of {len(panels)} values of {facet})"
         panels = panels[:MAX_PANELS]
@@ -90,7 +90,7 @@ def _line_figure(name, rows, axis, keys, order, colours, eps_scale, record):
                  palette={g: colours[g] for g in hue_order}, style=style, errorbar=errorbar,
                  marker="o" if data["_x"].nunique() <= 25 else None, markersize=4, ax=ax)
         ax.set_xlabel(C.eps_axis_label(tm, eps_scale) if axis == "epsilon" else axis)
-        ax.set_ylabel(name)
+        ax.set_ylabel(C.readable(name))
         if axis == "epsilon":
             C.eps_ticks(ax, tm, eps_scale)
         positive_x, positive_y = (data["_x"] > 0).all(), (data["value"] > 0).all()
@@ -100,17 +100,16 @@ def _line_figure(name, rows, axis, keys, order, colours, eps_scale, record):
             ax.set_yscale("log")
         if panel is not None:
             ax.set_title(f"{facet} = {panel}")
-        ax.legend(fontsize="x-small")
-    fig.suptitle(name)
+        C.tidy_legend(ax, (hue, style), title=hue)
+    fig.suptitle(C.readable(name))
     return fig
 
 
 def _threat_model(rows, record) -> str | None:
     if "threat_model" in rows and rows["threat_model"].notna().any():
         return str(rows["threat_model"].dropna().iloc[0])
-    attacks = record.get("attacks") or {}
     if "attack" in rows and rows["attack"].notna().any():
-        return attacks.get(str(rows["attack"].dropna().iloc[0]), {}).get("threat_model")
+        return C.threat_model_of(record, str(rows["attack"].dropna().iloc[0]))
     return None
 
 
@@ -138,12 +137,12 @@ def _bar_panel(ax, name, rows, x, keys, order, colours):
     C.styled(sns.barplot, data=rows, x=x, y="value", hue=hue, hue_order=hue_order,
              palette=palette, order=x_order,
              errorbar=C.seed_errorbar(_n_seeds(rows))[0], ax=ax)
-    ax.set_title(name)
+    ax.set_title(C.readable(name))
     ax.set_xlabel(x)
-    ax.set_ylabel(name)
+    ax.set_ylabel(C.readable(name))
     ax.tick_params(axis="x", labelrotation=30, labelsize="small")
     if ax.get_legend() is not None:
-        ax.legend(fontsize="x-small")
+        C.tidy_legend(ax, (hue,), title=hue)
 
 
 class MetricFigures(Reporter):
@@ -153,7 +152,7 @@ class MetricFigures(Reporter):
     name = "metric_figures"
 
     def sections(self, run):
-        record = run.read_run()
+        record = run.record()
         metrics = C.usable_metrics(C.all_metrics(run))
         if not len(metrics):
             return []
@@ -176,18 +175,18 @@ class MetricFigures(Reporter):
                                             eps_scale, record))
             elif "layer" in rows:
                 per_layer.append((name, rows))
-            elif rank(name) > ROBUSTNESS_RANK:  # the summary's main table has the others
+            elif rank(name, C.direction(rows)) > ROBUSTNESS_RANK:  # the others: summary
                 scalars.append((name, rows))
         for name, rows in per_layer:
             fig, axes = C.new_figure(1, width=max(5.0, 0.5 * rows["layer"].nunique() + 3),
-                                     label=f"{name} per layer")
+                                     label=f"{C.readable(name)} per layer")
             _bar_panel(axes[0, 0], name, rows, "layer", keys, order, colours)
             figures.append(fig)
         for start in range(0, len(scalars), MAX_PANELS):
             chunk = scalars[start:start + MAX_PANELS]
             fig, axes = C.new_figure(min(len(chunk), 3), -(-len(chunk) // 3), width=4.2,
                                      label="Scalar metrics per configuration: "
-                                     + ", ".join(n for n, _ in chunk))
+                                     + ", ".join(C.readable(n) for n, _ in chunk))
             for ax in axes.ravel()[len(chunk):]:
                 ax.set_axis_off()
             for ax, (name, rows) in zip(axes.ravel(), chunk):

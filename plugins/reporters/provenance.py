@@ -1,6 +1,7 @@
 """Provenance and failures: what ran, with what, where, how long, and what broke.
 
-Everything comes from ``run.json`` (and the copy of the experiment file in the run
+Everything comes from the run record (``run.json``, read as
+:class:`robench.record.RunRecord`; and the copy of the experiment file in the run
 directory): configuration and its hash, package versions, device, seeds, timings, the
 status of every cell and (cell, attack) unit, and the error and traceback of each failure.
 """
@@ -51,19 +52,17 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def failures(record) -> tuple[list[dict], list[dict], list[dict]]:
-    """Failed cells, failed (cell, attack) units and failed metrics of a run.json
-    record, each with its error (the last line of the traceback for metrics)."""
-    cells = [{"cell": cid, **(rec.get("cell") or {}), "error": rec.get("error") or "",
-              "traceback": rec.get("traceback") or ""}
-             for cid, rec in (record.get("cells") or {}).items()
-             if rec.get("status") == "failed"]
-    units = [{"unit": uid, "cell": rec.get("cell"), "attack": rec.get("attack"),
-              "error": rec.get("error") or "", "traceback": rec.get("traceback") or ""}
-             for uid, rec in (record.get("units") or {}).items()
-             if rec.get("status") == "failed"]
+    """Failed cells, failed (cell, attack) units and failed metrics of a run record,
+    each with its error (the last line of the traceback for metrics)."""
+    cells = [{"cell": cid, **(rec.cell or {}), "error": rec.error or "",
+              "traceback": rec.traceback or ""}
+             for cid, rec in record.cells.items() if rec.status == "failed"]
+    units = [{"unit": uid, "cell": rec.cell, "attack": rec.attack,
+              "error": rec.error or "", "traceback": rec.traceback or ""}
+             for uid, rec in record.units.items() if rec.status == "failed"]
     metrics = [{"metric": name, "error": (trace or "").strip().splitlines()[-1:][0]
                 if (trace or "").strip() else "", "traceback": trace or ""}
-               for name, trace in (record.get("metric_errors") or {}).items()]
+               for name, trace in record.metric_errors.items()]
     return cells, units, metrics
 
 
@@ -73,13 +72,13 @@ def failure_sections(record) -> list[ReportSection]:
     import pandas as pd
 
     cells, units, metrics = failures(record)
-    if not cells and not units and not metrics and record.get("status") != "failed":
+    if not cells and not units and not metrics and record.status != "failed":
         return []
     parts = []
-    if record.get("status") == "failed":
+    if record.status == "failed":
+        error = record.extra.get("error")
         parts.append("The run itself ended with status **failed**" +
-                     (f": {C.inline_code(str(record['error']))}" if record.get("error") else "")
-                     + ".")
+                     (f": {C.inline_code(str(error))}" if error else "") + ".")
     parts.append(f"{len(cells)} cell(s), {len(units)} attack unit(s) and {len(metrics)} "
                  "metric(s) failed; everything else completed and is reported below. "
                  "Failed units have no rows in any table or figure; the tracebacks are at "
@@ -92,7 +91,7 @@ def failure_sections(record) -> list[ReportSection]:
             frame.attrs["title"] = title
             tables.append(frame)
     out = [ReportSection(title="Failures", text="\n\n".join(parts), tables=tables, order=5)]
-    traces = [f"#### {item.get('unit') or item.get('metric') or item['cell']}\n\n"
+    traces = [f"#### {C.md(item.get('unit') or item.get('metric') or item['cell'])}\n\n"
               + C.code_block(_tail(item["traceback"]))
               for item in cells + units + metrics if item["traceback"]]
     if traces:
@@ -104,7 +103,7 @@ def failure_sections(record) -> list[ReportSection]:
 def _versions_table(record):
     import pandas as pd
 
-    versions = dict(record.get("versions") or {})
+    versions = dict(record.versions or {})
     plugins = versions.pop("plugins", None) or {}
     rows = [{"package": k, "version": str(v)} for k, v in versions.items()]
     if isinstance(plugins, dict):
@@ -118,11 +117,11 @@ def _attacks_table(record, eps_scale):
     import pandas as pd
 
     rows = []
-    for label, meta in (record.get("attacks") or {}).items():
-        eps = [float(e) for e in meta.get("epsilons") or []]
-        tm = meta.get("threat_model")
-        rows.append({"attack": label, "component": meta.get("component", ""),
-                     "library": meta.get("library", ""), "threat model": tm,
+    for label, meta in record.attacks.items():
+        eps = [float(e) for e in meta.epsilons or []]
+        tm = meta.threat_model
+        rows.append({"attack": label, "component": meta.component,
+                     "library": meta.library or "", "threat model": tm,
                      "budgets": len(eps),
                      "range": (f"{C.format_eps(min(eps), tm, eps_scale)} … "
                                f"{C.format_eps(max(eps), tm, eps_scale)}") if eps else ""})
@@ -136,19 +135,20 @@ def _cells_table(record):
     recorded it, how many adversarial inputs it rejected for breaking their budget."""
     import pandas as pd
 
-    units = record.get("units") or {}
+    units = record.units
     rows = []
-    for cid, rec in (record.get("cells") or {}).items():
-        cell = rec.get("cell") or {}
-        mine = [u for u in units.values() if u.get("cell") == cid]
+    for cid, rec in record.cells.items():
+        cell = rec.cell or {}
+        mine = [u for u in units.values() if u.cell == cid]
+        seconds = rec.train_seconds if rec.train_seconds is not None \
+            else rec.extra.get("seconds")
         row = {"cell": cid, **{k: cell.get(k) for k in (*C.GROUP_KEYS, "seed")},
-               "status": rec.get("status"), "cached": rec.get("cached"),
-               "train time": _duration(rec.get("train_seconds", rec.get("seconds"))),
-               "attack units": f"{sum(u.get('status') == 'done' for u in mine)}"
-                               f"/{len(mine)} done",
-               "attack time": _duration(sum(float(u.get("seconds") or 0) for u in mine))}
-        if any("over_budget" in u for u in units.values()):
-            row["rejected over budget"] = sum(int(u.get("over_budget") or 0) for u in mine)
+               "status": rec.status, "cached": rec.cached,
+               "train time": _duration(seconds),
+               "attack units": f"{sum(u.status == 'done' for u in mine)}/{len(mine)} done",
+               "attack time": _duration(sum(float(u.seconds or 0) for u in mine))}
+        if any(u.over_budget is not None for u in units.values()):
+            row["rejected over budget"] = sum(int(u.over_budget or 0) for u in mine)
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs["title"] = "Cells"
@@ -161,7 +161,7 @@ def config_text(run, record) -> str:
     path = run.path / "experiment.toml"
     if path.is_file():
         return C.code_block(path.read_text(), "toml")
-    config = (record.get("experiment") or {}).get("config")
+    config = record.experiment.config
     if config is None:
         return "Not recorded."
     return C.code_block(json.dumps(config, indent=2, default=str), "json")
@@ -174,22 +174,22 @@ class Provenance(Reporter):
     name = "provenance"
 
     def sections(self, run):
-        record = run.read_run()
-        experiment = record.get("experiment") or {}
+        record = run.record()
+        experiment = record.experiment
         data = C.data_info(record)
         facts = [
-            ("experiment", experiment.get("name")),
-            ("experiment file", experiment.get("file")),
-            ("config hash", experiment.get("config_hash")),
-            ("git commit", record.get("git_commit")),
-            ("status", record.get("status")),
-            ("robench", record.get("robench_version")),
-            ("device", record.get("device")),
-            ("seeds", record.get("seeds")),
-            ("started", record.get("started")),
-            ("finished", record.get("finished")),
-            ("duration", _duration(record.get("duration_s"))
-             if record.get("duration_s") is not None else None),
+            ("experiment", experiment.name),
+            ("experiment file", experiment.file),
+            ("config hash", experiment.config_hash),
+            ("git commit", record.git_commit),
+            ("status", record.status),
+            ("robench", record.robench_version),
+            ("device", record.device),
+            ("seeds", record.seeds),
+            ("started", record.started),
+            ("finished", record.finished),
+            ("duration", _duration(record.duration_s)
+             if record.duration_s is not None else None),
             ("data", ", ".join(f"{k} {data[k]}" for k in
                                ("name", "input_shape", "num_classes", "bounds", "eps_scale")
                                if data.get(k) is not None) if data.get("name") else None),
@@ -207,15 +207,15 @@ class Provenance(Reporter):
         """Key facts side by side, then every config key and version that differs."""
         import pandas as pd
 
-        records = {label: run.read_run() for label, run in runs.items()}
+        records = {label: run.record() for label, run in runs.items()}
 
         def facts(rec):
-            exp = rec.get("experiment") or {}
             cells, units, metrics = failures(rec)
-            return {"experiment": exp.get("name"), "config hash": exp.get("config_hash"),
-                    "status": rec.get("status"), "robench": rec.get("robench_version"),
-                    "device": rec.get("device"), "finished": rec.get("finished"),
-                    "duration": _duration(rec.get("duration_s")),
+            return {"experiment": rec.experiment.name,
+                    "config hash": rec.experiment.config_hash,
+                    "status": rec.status, "robench": rec.robench_version,
+                    "device": rec.device, "finished": rec.finished,
+                    "duration": _duration(rec.duration_s),
                     "failed cells / units / metrics":
                         f"{len(cells)} / {len(units)} / {len(metrics)}"}
 
@@ -224,9 +224,8 @@ class Provenance(Reporter):
         overview.attrs["title"] = "Runs"
         tables = [overview]
         for title, getter in (("Configuration differences",
-                               lambda r: flatten((r.get("experiment") or {}).get("config"))),
-                              ("Version differences",
-                               lambda r: flatten(r.get("versions") or {}))):
+                               lambda r: flatten(r.experiment.config)),
+                              ("Version differences", lambda r: flatten(r.versions or {}))):
             flat = {label: getter(rec) for label, rec in records.items()}
             keys = sorted(set().union(*flat.values()))
             differ = [k for k in keys

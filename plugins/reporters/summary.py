@@ -32,32 +32,25 @@ form the main table; every other scalar metric goes to the second table."""
 EPS_VALUED = ("breakdown_eps", "median_distance", "mean_distance", "mean_distance_success")
 """Metrics whose values are budgets or distances, shown in natural units (k/255, %)."""
 
-PRETTY = {"clean_accuracy": "clean accuracy", "auc": "AUC", "robust_accuracy": "accuracy",
-          "worst_case_accuracy": "worst case", "worst_case_auc": "worst-case AUC"}
-
-
-def rank(metric: str) -> int:
+def rank(metric: str, direction: int) -> int:
     """Where a scalar metric goes: 0 clean accuracy, 1 AUC, 2 the other robustness
-    summaries (main table, up to ``ROBUSTNESS_RANK``), 3 known direction, 4 unknown."""
+    summaries (main table, up to ``ROBUSTNESS_RANK``), 3 known ``direction``, 4 unknown."""
     if metric == "clean_accuracy":
         return 0
     if metric in ("auc", "breakdown_eps", "median_distance") or metric.startswith("worst_case"):
         return 1 if metric == "auc" else 2
-    return 3 if C.better_direction(metric) else 4
+    return 3 if direction else 4
 
 
-def _threat_model(row: dict, record: dict) -> str | None:
+def _threat_model(row: dict, record) -> str | None:
     tm = row.get("threat_model")
-    if isinstance(tm, str):
-        return tm
-    attack = (record.get("attacks") or {}).get(row.get("attack"), {})
-    return attack.get("threat_model")
+    return tm if isinstance(tm, str) else C.threat_model_of(record, row.get("attack"))
 
 
-def _quantity(row: dict, record: dict, eps_scale: float) -> str:
+def _quantity(row: dict, record, eps_scale: float) -> str:
     """Column label of a scalar metric row: metric, attack (or threat model), eps range
     in natural units, then any other qualifier as key=value."""
-    parts = [PRETTY.get(row["metric"], row["metric"])]
+    parts = [C.readable(row["metric"])]
     if isinstance(row.get("attack"), str) and row["attack"] != "worst_case":
         parts.append(row["attack"])
     elif isinstance(row.get("threat_model"), str):
@@ -92,80 +85,61 @@ def summary_long(run, keys: list[str]):
 
     Columns: ``group, quantity, metric, rank, direction, mean, ci, n, n_total, eps_unit``
     where ``mean`` is the mean over the ``n`` of ``n_total`` seeds that have a value (a
-    breakdown budget never reached is NaN), ``ci`` the half-width of its 95% t-interval
-    (NaN for a single seed) and ``eps_unit`` the threat model of quantities that are
+    breakdown budget never reached is NaN) and ``ci`` the half-width of its 95%
+    t-interval (NaN for a single seed), both from the ``seed_summary`` metric's
+    definition (:func:`._common.over_seeds`); ``direction`` comes from the rows'
+    ``higher_is_better`` and ``eps_unit`` is the threat model of quantities that are
     budgets (breakdown eps, distances; shown in natural units), else "". Scalar metrics
     are rows without a curve axis (eps, layer, ...); per-eps worst-case rows are
     summarised at the grid's midpoint unless a ``worst_case_auc`` metric is present.
+    Every value is a metric row's (one seed) or their mean over seeds: nothing is
+    recomputed from the per-sample results.
     """
     import pandas as pd
 
-    record = run.read_run()
+    record = run.record()
     eps_scale = C.data_info(record)["eps_scale"]
     metrics = C.usable_metrics(C.all_metrics(run))
-    pieces = []
-    if len(metrics):
-        frame = C.add_group(metrics, keys)
-        axis = np.zeros(len(frame), dtype=bool)
-        for col in AXIS_COLUMNS:
-            if col != "epsilon":
-                axis |= C.present(frame, col).to_numpy()
-        per_eps = C.present(frame, "epsilon").to_numpy()
-        worst = frame["metric"].astype(str).str.startswith("worst_case").to_numpy()
-        scalar = frame[~axis & ~per_eps]
-        worst_mid = frame[~axis & per_eps & worst]
-        if (frame["metric"] == "worst_case_auc").any():  # the area says more than one point
-            worst_mid = worst_mid.iloc[0:0]
-        if len(worst_mid):
-            mids = worst_mid.groupby([c for c in ("metric", "attack", "threat_model")
-                                      if c in worst_mid], dropna=False)["epsilon"]
-            worst_mid = worst_mid[worst_mid["epsilon"] == mids.transform(C.midpoint)]
-        pieces = [p for p in (scalar, worst_mid) if len(p)]
-    rows, units = [], {}
-    for part in pieces:
-        for row in part.to_dict("records"):
-            quantity = _quantity(row, record, eps_scale)
-            if row["metric"] in EPS_VALUED:
-                units[quantity] = _threat_model(row, record)
-            rows.append({"group": row["group"], "metric": row["metric"],
-                         "quantity": quantity, "seed": row.get("seed"),
-                         "value": float(row["value"])})
-    long = pd.DataFrame(rows, columns=["group", "metric", "quantity", "seed", "value"])
-    if "clean_accuracy" not in set(long["metric"]):
-        long = pd.concat([long, _clean_from_results(run, keys)], ignore_index=True)
-    if not len(long):
-        return pd.DataFrame(columns=["group", "quantity", "metric", "rank", "direction",
-                                     "mean", "ci", "n", "n_total", "eps_unit"])
-    per_seed = long.groupby(["group", "metric", "quantity", "seed"], dropna=False,
-                            as_index=False)["value"].mean()
+    columns = ["group", "quantity", "metric", "rank", "direction", "mean", "ci", "n",
+               "n_total", "eps_unit"]
+    if not len(metrics):
+        return pd.DataFrame(columns=columns)
+    frame = C.add_group(metrics, keys)
+    axis = np.zeros(len(frame), dtype=bool)
+    for col in AXIS_COLUMNS:
+        if col != "epsilon":
+            axis |= C.present(frame, col).to_numpy()
+    per_eps = C.present(frame, "epsilon").to_numpy()
+    worst = frame["metric"].astype(str).str.startswith("worst_case").to_numpy()
+    scalar = frame[~axis & ~per_eps]
+    worst_mid = frame[~axis & per_eps & worst]
+    if (frame["metric"] == "worst_case_auc").any():  # the area says more than one point
+        worst_mid = worst_mid.iloc[0:0]
+    if len(worst_mid):
+        mids = worst_mid.groupby([c for c in ("metric", "attack", "threat_model")
+                                  if c in worst_mid], dropna=False)["epsilon"]
+        worst_mid = worst_mid[worst_mid["epsilon"] == mids.transform(C.midpoint)]
+    rows = pd.concat([p for p in (scalar, worst_mid) if len(p)], ignore_index=True) \
+        if len(scalar) or len(worst_mid) else scalar
+    if not len(rows):
+        return pd.DataFrame(columns=columns)
+    rows = rows.assign(_quantity=[_quantity(r, record, eps_scale)
+                                  for r in rows.to_dict("records")])
+    seeds = C.cell_table(record).pipe(C.add_group, keys).groupby("group")["seed"].nunique()
     out = []
-    for (group, metric, quantity), part in per_seed.groupby(["group", "metric", "quantity"]):
-        mean, ci = C.seeds_summary(part["value"])
-        out.append({"group": group, "quantity": quantity, "metric": metric,
-                    "rank": rank(metric), "direction": C.better_direction(metric),
-                    "mean": mean, "ci": np.nan if ci is None else ci,
-                    "n": int(part["value"].notna().sum()), "n_total": len(part),
-                    "eps_unit": units.get(quantity, "")})
-    return pd.DataFrame(out)
-
-
-def _clean_from_results(run, keys):
-    """Clean accuracy from the stored per-sample rows, when no metric gave it.
-
-    Each (cell, sample) of a data-input attack counts once.
-    """
-    import pandas as pd
-
-    results = run.results
-    if not len(results):
-        return pd.DataFrame(columns=["group", "metric", "quantity", "seed", "value"])
-    data = results[results["source"].eq("data")] if "source" in results else results
-    data = data.drop_duplicates(["cell", "sample"])
-    data = C.add_group(data, keys)
-    frame = data.groupby(["group", "seed"], as_index=False)["correct_clean"].mean()
-    return pd.DataFrame({"group": frame["group"], "metric": "clean_accuracy",
-                         "quantity": "clean accuracy (attacked samples)",
-                         "seed": frame["seed"], "value": frame["correct_clean"].astype(float)})
+    for (metric, quantity), part in rows.groupby(["metric", "_quantity"], sort=True):
+        tm = _threat_model(part.iloc[0].to_dict(), record)
+        unit = tm or "" if metric in EPS_VALUED else ""
+        direction = C.direction(part)
+        summary = C.add_group(C.over_seeds(part.drop(columns=["group", "_quantity"])), keys)
+        for row in summary.to_dict("records"):
+            out.append({"group": row["group"], "quantity": quantity, "metric": metric,
+                        "rank": rank(metric, direction), "direction": direction,
+                        "mean": row["value"], "ci": row["upper"] - row["value"],
+                        "n": int(row["n_seeds"]),
+                        "n_total": int(seeds.get(row["group"], row["n_seeds"])),
+                        "eps_unit": unit})
+    return pd.DataFrame(out, columns=columns)
 
 
 def _number(value: float) -> str:
@@ -229,6 +203,8 @@ def _comparison(at, is_rate: bool, short: bool = False) -> str:
     (a Series of per-group values at one budget)."""
     ranked = at.sort_values(ascending=is_rate, kind="stable")
     best, worst = ranked.index[0], ranked.index[-1]
+    at = at.rename(index=C.md)
+    best, worst = C.md(best), C.md(worst)
     if is_rate:
         what = "" if short else "the attack succeeds on "
         if len(at) == 1:
@@ -241,29 +217,32 @@ def _comparison(at, is_rate: bool, short: bool = False) -> str:
 
 def curve_sentences(run, keys: list[str]) -> list[str]:
     """One sentence per attack comparing the best and worst configuration (means over
-    seeds) where they differ most and at the eps grid's midpoint."""
-    record = run.read_run()
+    seeds of the ``robust_accuracy`` rows) where they differ most and at the eps grid's
+    midpoint."""
+    record = run.record()
     eps_scale = C.data_info(record)["eps_scale"]
-    curves = C.accuracy_curves(run.results)
-    if not len(curves):
+    rows = C.curves(C.usable_metrics(run.metrics))
+    rows = rows[rows["attack"] != "worst_case"]
+    if not len(rows):
         return []
-    curves = C.add_group(curves, keys)
-    attack_order = list(record.get("attacks") or {})
+    curves = C.curve_means(rows, keys)
+    statistic = rows.drop_duplicates("attack").set_index("attack")["statistic"]
+    attack_order = list(record.attacks)
     attacks = [a for a in attack_order if a in set(curves["attack"])] + \
         sorted(set(curves["attack"]) - set(attack_order))
     sentences = []
     for attack in attacks:
         part = curves[curves["attack"] == attack]
         tm = part["threat_model"].iloc[0]
-        is_rate = part["statistic"].iloc[0] != "accuracy"
+        is_rate = statistic[attack] != "accuracy"
         table = part.pivot_table(index="epsilon", columns="group", values="value",
-                                 aggfunc="mean").sort_index()
+                                 aggfunc="first").sort_index()
         mid = C.midpoint(table.index)
         at_mid = table.loc[mid].dropna()
         spread = (table.max(axis=1) - table.min(axis=1)).fillna(0)
         widest = float(spread.idxmax())
         tail = f" (best and worst of {len(at_mid)})" if len(at_mid) > 2 else ""
-        head = f"Under **{attack}** ({tm}), "
+        head = f"Under **{C.md(attack)}** ({C.md(tm)}), "
         if len(at_mid) < 2 or widest == mid or spread.max() == 0:
             note = "the grid's midpoint" + (", where the configurations differ most"
                                             if len(at_mid) > 1 and widest == mid else "")
@@ -280,14 +259,13 @@ def curve_sentences(run, keys: list[str]) -> list[str]:
 
 def _table_notes(record, long, tables) -> str:
     """How to read the summary tables, mentioning only what they contain."""
-    seeds = {c["cell"].get("seed") for c in (record.get("cells") or {}).values()
-             if c.get("cell")}
+    seeds = {c.cell.get("seed") for c in record.cells.values() if c.cell}
     cells = [v for t in tables for v in t.drop(columns="quantity").to_numpy().ravel()]
     notes = ["Values are means over " + (f"{len(seeds)} seeds ± the half-width of a 95% "
                                          "t-interval" if len(seeds) > 1 else "one seed")
-             + "; the best value of each row is in **bold** (higher is better for accuracy "
-             "and AUC, lower for gaps and attack success; unmarked rows have no known "
-             "direction)."]
+             + "; the best value of each row is in **bold**, in the direction its metric "
+             "declares (higher is better for accuracy and AUC, lower for gaps and attack "
+             "success; unmarked rows have no direction)."]
     if any(v == "" for v in cells):
         notes.append("Blank: no value (the configuration's cells failed, or a breakdown "
                      "budget was never reached on the grid).")
@@ -312,7 +290,7 @@ class Summary(Reporter):
     name = "summary"
 
     def sections(self, run):
-        record = run.read_run()
+        record = run.record()
         keys = C.group_keys(record)
         long = summary_long(run, keys)
         sentences = curve_sentences(run, keys)
@@ -335,7 +313,7 @@ class Summary(Reporter):
         if by and len(ranked) > 1:
             label = {"worst_case_auc": "worst-case AUC", "auc": "AUC"}[by]
             text.append(f"Ranked by mean {label}, most robust first: "
-                        + " > ".join(f"**{g}**" for g in ranked) + ".")
+                        + " > ".join(f"**{C.md(g)}**" for g in ranked) + ".")
         if tables:
             text.append(_table_notes(record, long, tables))
         return [ReportSection(title="Summary", text="\n\n".join(text), tables=tables,
@@ -346,7 +324,7 @@ class Summary(Reporter):
         import pandas as pd
 
         labels = list(runs)
-        keys, order = C.runs_groups(r.read_run() for r in runs.values())
+        keys, order = C.runs_groups(r.record() for r in runs.values())
         merged = None
         for label, run in runs.items():
             long = summary_long(run, keys)[["group", "quantity", "rank", "direction", "mean"]]
@@ -378,8 +356,7 @@ class Summary(Reporter):
                     f"**{row['quantity']}** of **{row['group']}**: {_number(row[first])} "
                     f"in {first}, {_number(row[label])} in {label} "
                     f"({row['delta']:+.3f}, {verdict}).")
-        hashes = {label: (run.read_run().get("experiment") or {}).get("config_hash")
-                  for label, run in runs.items()}
+        hashes = {label: run.record().experiment.config_hash for label, run in runs.items()}
         same = len(set(hashes.values())) == 1
         intro = ("All runs share one configuration hash, so differences come from "
                  "randomness, hardware or library versions." if same else

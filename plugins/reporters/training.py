@@ -39,7 +39,7 @@ def _figure(histories, columns, keys, order, colours, n_seeds, label, style, sty
                  errorbar=C.seed_errorbar(n_seeds)[0], ax=ax)
         ax.set_title(column)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize="x-small")
+        C.tidy_legend(ax, (hue, style), title=hue)
         if column == "accuracy":
             ax.set_ylim(-0.02, 1.02)
     return fig
@@ -63,7 +63,7 @@ class TrainingCurves(Reporter):
     name = "training_curves"
 
     def sections(self, run):
-        record = run.read_run()
+        record = run.record()
         histories = run.histories
         if not len(histories) or "epoch" not in histories:
             return []
@@ -92,7 +92,7 @@ class TrainingCurves(Reporter):
         if not frames:
             return []
         histories = pd.concat(frames, ignore_index=True)
-        keys, order = C.runs_groups(run.read_run() for run in runs.values())
+        keys, order = C.runs_groups(run.record() for run in runs.values())
         histories = C.add_group(histories, keys)
         if "split" in histories:
             histories = histories[histories["split"] == "test"]
