@@ -396,8 +396,8 @@ class Runner:
         works = []
         for cell in pending:
             units = tuple(u for u in units_by_cell[cell.id] if u.id in pending_units)
-            sources = tuple({by_labels[(*u.attack.source, cell.seed)]
-                             for u in units if u.attack.source})
+            sources = tuple({(src := by_labels[(*u.attack.source, cell.seed)]).id: src
+                             for u in units if u.attack.source}.values())
             works.append(CellWork(
                 spec=self.spec, cell=cell, units=units, sources=sources,
                 run_dir=str(self.store.path), model_dir=str(self.model_dir),

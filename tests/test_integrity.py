@@ -106,6 +106,24 @@ class ThirdParty(Attack):
                             library=None)
 
 
+class SourceProbe(Attack):
+    """Records the sum of the first weight layer of the model it is given as its source
+    (and of the model it attacks) in its details; returns the clean inputs."""
+
+    name = "integrity.source_probe"
+    library = "integrity"
+    sweeps_itself = True
+
+    def run(self, model, x, y, epsilons, *, bounds, targets=None, source_model=None,
+            generator=None):
+        def first(net):
+            return float(next(p for p in net.parameters() if p.dim() >= 2).sum())
+
+        return self.result(epsilons, adversarials=[x.clone() for _ in epsilons],
+                           details={"source_sum": first(source_model),
+                                    "model_sum": first(model)})
+
+
 class Raising(Metric):
     """A metric over the results that always raises."""
 
@@ -140,7 +158,7 @@ def robench_register_reporters(register):
 
 @robench.hookimpl
 def robench_register_attacks(register):
-    for cls in (InPlace, WeightEditor, WrongBudgets, Predictions, ThirdParty):
+    for cls in (InPlace, WeightEditor, WrongBudgets, Predictions, ThirdParty, SourceProbe):
         register(cls)
 
 
@@ -252,6 +270,23 @@ def test_rows_name_the_attack_class_library_when_the_result_does_not(tmp_path, c
     run = api.run(path, out=tmp_path / "run", registry=reg, progress=False)
     assert set(_rows(run, "other")["library"]) == {"someone-elses-library"}
     assert run.record.attacks["other"].library == "someone-elses-library"
+
+
+def test_transfer_attacks_get_the_source_cells_model(tmp_path, cache, reg):
+    path = _experiment(tmp_path, cache, """
+    [[attacks]]
+    name = "transfer"
+    attack = "integrity.source_probe"
+    epsilons = [0.1]
+    source = "mlp/l2"
+    """, defenses='none = []\nl2 = [{ defense = "weight_decay", coefficient = 0.01 }]')
+    run = api.run(path, out=tmp_path / "run", registry=reg, progress=False)
+    assert run.status == "done", run.failures()
+    layers = run.store.first_layers()
+    for cell in ("mlp--none--s0", "mlp--l2--s0"):
+        details = run.record.units[f"{cell}--transfer"].details
+        assert details["source_sum"] == pytest.approx(float(layers["mlp--l2--s0"].sum()))
+        assert details["model_sum"] == pytest.approx(float(layers[cell].sum()))
 
 
 # ------------------------------------------------------------------ failures

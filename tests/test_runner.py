@@ -176,3 +176,4 @@ def test_rerun_with_nothing_to_do_imports_no_torch_and_renders_nothing(write_tom
     path.write_text(path.read_text().replace('formats = ["md"]', 'formats = ["md", "html"]'))
     api.run(path, out=out, registry=registry, progress=False)
     assert (out / "report.html").is_file()
+
