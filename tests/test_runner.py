@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -177,3 +178,17 @@ def test_rerun_with_nothing_to_do_imports_no_torch_and_renders_nothing(write_tom
     api.run(path, out=out, registry=registry, progress=False)
     assert (out / "report.html").is_file()
 
+
+@pytest.mark.parametrize("threads, workers, expected", [(None, 1, 8), (None, 3, 2),
+                                                        (None, 16, 1), (5, 3, 5)])
+def test_thread_policy_divides_the_cores_by_the_workers(threads, workers, expected,
+                                                        monkeypatch, write_toml, registry):
+    import types
+
+    from robench import runner
+    from robench.config import load_experiment
+
+    spec = load_experiment(write_toml(SMOKE), registry=registry)
+    spec = dataclasses.replace(spec, threads=threads)
+    monkeypatch.setattr(runner, "_cores", lambda: 8)
+    assert runner.thread_count(spec, types.SimpleNamespace(workers=workers)) == expected
