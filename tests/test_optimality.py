@@ -1,5 +1,5 @@
-"""The AttackBench optimality score against a hand-computed table and a brute-force
-integration of the robust-accuracy curves."""
+"""The AttackBench optimality score against hand-computed tables and against the curves
+of the per-row attack outcomes."""
 
 from __future__ import annotations
 
@@ -50,43 +50,60 @@ def hand_table():
 
 
 def test_hand_computed_scores():
-    # area between the clean line and the worst case, over [0, 0.3]:
-    #   sample 0: 0.3 - 0.1 = 0.2, sample 1: 0.3 - 0.08 = 0.22, samples 2, 3: 0 -> 0.42
-    # a's excess area: sample 0: 0.2 - 0.1 = 0.1                    -> 1 - 0.1 / 0.42
-    # b's excess area: sample 1: 0.3 - 0.08 = 0.22                  -> 1 - 0.22 / 0.42
+    # smallest budget at which each attack broke each sample (3: misclassified -> 0):
+    #   a: 0.2, 0.1, inf, 0    b: 0.1, 0.4, inf, 0    best: 0.1, 0.1, inf, 0
+    # shared grid 0.1, 0.2, 0.3 (trapezoid weights 0.05, 0.1, 0.05); fraction d > eps:
+    #   a: 2/4, 1/4, 1/4    b: 2/4, 2/4, 2/4    best: 1/4, 1/4, 1/4    clean: 3/4
+    # area(clean - best) = 0.2 * 2/4 = 0.1
+    # a: area(a - best) = 0.05 * 1/4 = 0.0125          -> 1 - 0.0125 / 0.1 = 7/8
+    # b: area(b - best) = 0.2 * 1/4 = 0.05             -> 1 - 0.05 / 0.1 = 1/2
     out = optimality(hand_table()).set_index("attack")
-    assert out.loc["a", "value"] == pytest.approx(16 / 21)
-    assert out.loc["b", "value"] == pytest.approx(10 / 21)
+    assert out.loc["a", "value"] == pytest.approx(7 / 8)
+    assert out.loc["b", "value"] == pytest.approx(1 / 2)
     assert (out["metric"] == "optimality").all()
-    assert (out["eps_max"] == 0.3).all() and (out["n"] == 4).all()
+    assert (out["eps_min"] == 0.1).all() and (out["eps_max"] == 0.3).all()
+    assert (out["n_eps"] == 3).all() and (out["n"] == 4).all()
     assert "a,b" in out.loc["a", "note"]
 
 
-def test_per_sample_distances_against_the_best():
+def test_a_single_budget_compares_the_values_at_it():
+    # one budget, four clean-correct samples: a breaks sample 0, b breaks 0 and 1
+    # clean 1, best 2/4 -> room 1/2; a: 3/4 - 2/4 = 1/4 -> 1/2; b: 0 -> 1
+    frame = pd.DataFrame(
+        [r for s in range(4) for r in rows("a", s, True, {0.03: 0.03 if s == 0 else None})]
+        + [r for s in range(4) for r in rows("b", s, True, {0.03: 0.02 if s < 2 else None})])
+    out = optimality(frame).set_index("attack")["value"]
+    assert out["a"] == pytest.approx(0.5) and out["b"] == pytest.approx(1.0)
+
+
+def test_per_sample_budgets_against_the_best():
     out = optimality(hand_table(), per_sample=True)
-    samples = out[out["metric"] == "attack_distance"].set_index(["attack", "sample"])
+    samples = out[out["metric"] == "broken_at"].set_index(["attack", "sample"])
     assert samples.loc[("a", 0), "value"] == 0.2 and samples.loc[("b", 0), "value"] == 0.1
-    assert samples.loc[("b", 1), "value"] == 0.4
+    assert samples.loc[("a", 1), "value"] == 0.1 and samples.loc[("b", 1), "value"] == 0.4
     assert math.isinf(samples.loc[("a", 2), "value"])
     assert samples.loc[("a", 3), "value"] == 0.0
-    assert samples.xs(0, level="sample")["best_distance"].tolist() == [0.1, 0.1]
-    assert samples.xs(1, level="sample")["best_distance"].tolist() == [0.08, 0.08]
+    assert samples.xs(0, level="sample")["best_broken_at"].tolist() == [0.1, 0.1]
+    assert samples.xs(1, level="sample")["best_broken_at"].tolist() == [0.1, 0.1]
 
 
-def brute_force(frame, eps_max, points=200_001):
-    """Optimality by integrating the step curves numerically on a fine grid."""
-    grid = np.linspace(0, eps_max, points)
-    found = frame[frame["success"]].groupby(["attack", "sample"])["distance"].min()
-    dist = found.unstack("attack").reindex(sorted(frame["sample"].unique())).fillna(np.inf)
-    clean = frame.groupby("sample")["correct_clean"].all().reindex(dist.index)
-    dist[~clean.to_numpy()] = 0.0
-    curve = {a: (dist[a].to_numpy()[:, None] > grid).mean(0) for a in dist}
-    worst = (dist.min(axis=1).to_numpy()[:, None] > grid).mean(0)
+def from_flags(frame):
+    """Optimality from the per-row outcomes: an input counts as broken by an attack at a
+    budget when the attack succeeded at that budget or a smaller one."""
+    broken = frame.pivot_table(index=["attack", "sample"], columns="epsilon",
+                               values="success", aggfunc="any")
+    broken = broken.dropna(axis=1).sort_index(axis=1).astype(bool).cummax(axis=1)
+    grid = broken.columns.to_numpy()
+    clean = frame.groupby("sample")["correct_clean"].all()
+    correct = clean.reindex(broken.index.get_level_values("sample")).to_numpy()[:, None]
+    robust = (~broken & correct).astype(float)
+    curves = robust.groupby(level="attack").mean()
+    worst = robust.groupby(level="sample").min().mean()
     room = np.trapezoid(clean.mean() - worst, grid)
-    return {a: 1 - np.trapezoid(c - worst, grid) / room for a, c in curve.items()}
+    return {a: 1 - np.trapezoid(curves.loc[a] - worst, grid) / room for a in curves.index}
 
 
-def test_matches_a_numerical_integration_of_the_curves():
+def test_matches_the_curves_of_the_per_row_outcomes():
     rng = np.random.default_rng(0)
     parts = []
     for sample in range(40):
@@ -96,10 +113,10 @@ def test_matches_a_numerical_integration_of_the_curves():
             parts += rows(attack, sample, correct,
                           {eps: (true if true <= eps else None) for eps in (0.1, 0.2, 0.3)})
     frame = pd.DataFrame(parts)
-    expected = brute_force(frame, 0.3)
+    expected = from_flags(frame)
     out = optimality(frame).set_index("attack")["value"]
     for attack, value in expected.items():
-        assert out[attack] == pytest.approx(value, abs=1e-4)
+        assert out[attack] == pytest.approx(value)
     assert out.max() < 1  # no attack was best on every sample here
 
 
@@ -112,13 +129,13 @@ def test_groups_without_a_comparison_give_no_rows_or_nan():
     nothing = pd.DataFrame(rows("a", 0, True, {0.1: None}) + rows("b", 0, True, {0.1: None}))
     out = optimality(nothing)
     assert out["value"].isna().all()
-    assert "no attack found" in out["note"].iat[0]
+    assert "no attack broke" in out["note"].iat[0]
 
 
 def test_samples_not_attacked_by_every_attack_are_left_out():
     frame = pd.concat([hand_table(), pd.DataFrame(rows("a", 9, True, {0.1: 0.01}))])
     out = optimality(frame).set_index("attack")
-    assert out.loc["a", "value"] == pytest.approx(16 / 21)
+    assert out.loc["a", "value"] == pytest.approx(7 / 8)
     assert "1 sample(s) not attacked by every attack" in out.loc["a", "note"]
 
 
@@ -126,7 +143,7 @@ def test_threat_models_and_cells_are_separate():
     other = hand_table().assign(threat_model="l2")
     out = optimality(pd.concat([hand_table(), other]))
     assert len(out) == 4
-    assert sorted(out["value"].round(6)) == sorted([round(16 / 21, 6), round(10 / 21, 6)] * 2)
+    assert sorted(out["value"]) == pytest.approx([0.5, 0.5, 0.875, 0.875])
 
 
 def test_registered_and_computed_in_a_run(tmp_path, registry):
@@ -139,7 +156,7 @@ def test_registered_and_computed_in_a_run(tmp_path, registry):
     run = robench.evaluate(net, x, y, attacks, [0.1, 0.2, 0.4], metrics=["optimality"],
                            out=tmp_path, device="cpu", registry=registry)
     rows_ = run.metrics.query("metric == 'optimality'").set_index("attack")["value"]
-    expected = brute_force(run.results, 0.4)
+    expected = from_flags(run.results)
     assert sorted(rows_.index) == ["fgsm", "pgd"]
     for attack, value in expected.items():
-        assert rows_[attack] == pytest.approx(value, abs=1e-4)
+        assert rows_[attack] == pytest.approx(value)

@@ -2,26 +2,29 @@
 
 Cinà et al. (2024), AttackBench: Evaluating Gradient-based Attacks for Adversarial
 Examples, score an attack by comparing its robust-accuracy curve with the curve of the
-best adversarial examples any attack found. Here, per cell and threat model:
+best adversarial examples any attack found. robench measures it on the budget grid, per
+cell and threat model:
 
-- each attack's per-sample distance ``d_a`` is the smallest host-measured distance of its
-  successful rows over every budget and target (``inf`` when it never succeeded; 0 for a
-  sample misclassified when clean, whose clean input is already adversarial);
+- each attack's per-sample distance ``d_a`` is the smallest budget at which it broke the
+  sample (over every target; ``inf`` when it never did; 0 for a sample misclassified
+  when clean, whose clean input is already adversarial). On the grid this is what a
+  minimal-distance attack's own distance becomes, and all a fixed-budget attack can
+  tell (its perturbations fill the budget, so their size says nothing more);
 - the best distance ``d*`` of a sample is the smallest ``d_a`` over the attacks;
-- an attack's curve is the fraction of samples with ``d_a > eps``, the worst-case curve
-  the fraction with ``d* > eps``, and the curve of an attack that finds nothing is the
-  clean accuracy. Over ``[0, E]``, ``E`` the largest budget every attack of the group
-  swept, these step curves have exact areas: the mean of ``min(d, E)`` (``E`` per
-  clean-correct sample for the clean curve).
+- at each budget ``e`` of the grid the attacks share, an attack's curve is the fraction
+  of samples with ``d_a > e``, the worst-case curve the fraction with ``d* > e``, and the
+  curve of an attack that finds nothing is the clean accuracy.
 
-The optimality is one minus the area between the attack's curve and the worst-case curve,
-divided by the area between the clean-accuracy line and the worst-case curve::
+The optimality is one minus the area between the attack's curve and the worst-case
+curve, divided by the area between the clean-accuracy line and the worst-case curve,
+both by the trapezoid rule over the shared grid (with a single budget, the values at
+it)::
 
-    optimality = 1 - sum(min(d_a, E) - min(d*, E)) / sum(E [clean-correct] - min(d*, E))
+    optimality = 1 - area(acc_a - acc*) / area(clean - acc*)
 
-1 for an attack that found the best distance on every sample, 0 for one that found
-nothing within ``E``. Samples misclassified when clean add nothing to either sum, so
-both robust-accuracy conventions give the same score.
+1 for an attack that broke every sample at the best budget found, 0 for one that broke
+none. Samples misclassified when clean add nothing to either area, so both
+robust-accuracy conventions give the same score.
 """
 
 from __future__ import annotations
@@ -37,33 +40,38 @@ SKIPPED_THREAT_MODELS = ("unbounded",)
 @dataclasses.dataclass(frozen=True)
 class OptimalityOptions:
     per_sample: bool = dataclasses.field(
-        default=False, metadata={"help": "also emit one attack_distance row per (attack, "
-                                         "sample): the attack's distance, with the best "
-                                         "distance of any attack in best_distance"})
+        default=False, metadata={"help": "also emit one broken_at row per (attack, sample): "
+                                         "the smallest budget at which the attack broke "
+                                         "it, with the best of any attack in best_broken_at"})
 
 
 def sample_distances(results):
-    """Per (cell, threat model, attack, sample): the attack's distance ``distance``, the
-    best distance of any attack of the cell and threat model ``best_distance`` and
+    """Per (cell, threat model, attack, sample): ``distance``, the smallest budget at
+    which the attack broke the sample (``inf``: never; 0: misclassified when clean),
+    ``best_distance``, the smallest over the attacks of the cell and threat model, and
     ``correct_clean``, over the samples every attack of the group attacked; with the
-    group's ``eps_max``, its ``attacks`` (comma-separated) and ``left_out`` (samples not
-    attacked by every attack). Groups with a single attack are left out.
+    group's shared ``grid`` (a tuple of budgets), its ``attacks`` (comma-separated) and
+    ``left_out`` (samples not attacked by every attack). Groups with a single attack are
+    left out.
     """
+    import numpy as np
     import pandas as pd
 
-    from ._tables import ATTACK, CELL, data_rows, minimal_distances
+    from ._tables import ATTACK, CELL, data_rows
 
-    per_target = minimal_distances(results)
-    if per_target.empty:
+    data = data_rows(results)
+    data = data[~data["threat_model"].isin(SKIPPED_THREAT_MODELS)]
+    if data.empty:
         return pd.DataFrame()
-    per_target = per_target[~per_target["threat_model"].isin(SKIPPED_THREAT_MODELS)]
     keys = CELL + ATTACK + ["sample"]
-    dist = per_target.groupby(keys, sort=True, dropna=False).agg(
-        distance=("distance", "min"), correct_clean=("correct_clean", "all")).reset_index()
+    frame = data[keys + ["epsilon", "success", "correct_clean"]].copy()
+    frame["broken_at"] = np.where(frame["success"].astype(bool), frame["epsilon"], np.inf)
+    dist = frame.groupby(keys, sort=True, dropna=False).agg(
+        distance=("broken_at", "min"), correct_clean=("correct_clean", "all")).reset_index()
     dist.loc[~dist["correct_clean"], "distance"] = 0.0
-    swept = data_rows(results).groupby(CELL + ATTACK, dropna=False)["epsilon"].max()
+    grids = data.groupby(CELL + ATTACK, dropna=False)["epsilon"].agg(set)
     frames = []
-    for _, group in dist.groupby(CELL + ["threat_model"], sort=True, dropna=False):
+    for key, group in dist.groupby(CELL + ["threat_model"], sort=True, dropna=False):
         attacks = sorted(group["attack"].unique())
         if len(attacks) < 2:
             continue
@@ -71,19 +79,27 @@ def sample_distances(results):
         common = set.intersection(*per_attack)
         group = group[group["sample"].isin(common)].copy()
         group["best_distance"] = group.groupby("sample")["distance"].transform("min")
-        first = group.iloc[0]
-        group["eps_max"] = min(float(swept[tuple(first[c] for c in CELL) +
-                                           (a, first["threat_model"])]) for a in attacks)
+        group["grid"] = [tuple(sorted(set.intersection(
+            *(grids[key[:-1] + (a, key[-1])] for a in attacks))))] * len(group)
         group["attacks"] = ",".join(attacks)
         group["left_out"] = len(set.union(*per_attack) - common)
         frames.append(group)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def grid_area(grid, values) -> float:
+    """Trapezoid area of ``values`` over the budgets ``grid``; with one budget, the value
+    at it."""
+    import numpy as np
+
+    values = np.asarray(values, dtype="float64")
+    return float(values[0]) if len(grid) == 1 else float(np.trapezoid(values, grid))
+
+
 def optimality(results, *, per_sample: bool = False):
-    """Tidy ``optimality`` rows per (cell, threat model, attack) with ``eps_max``, ``n``
-    (samples compared) and ``note``; with ``per_sample`` also ``attack_distance`` rows
-    (see :class:`Optimality`)."""
+    """Tidy ``optimality`` rows per (cell, threat model, attack) with ``eps_min``,
+    ``eps_max``, ``n_eps`` (the shared grid), ``n`` (samples compared) and ``note``; with
+    ``per_sample`` also ``broken_at`` rows (see :class:`Optimality`)."""
     import numpy as np
     import pandas as pd
 
@@ -95,27 +111,36 @@ def optimality(results, *, per_sample: bool = False):
     group_keys = CELL + ["threat_model"]
     rows = []
     for key, group in table.groupby(group_keys, sort=True, dropna=False):
-        eps_max, left_out = float(group["eps_max"].iat[0]), int(group["left_out"].iat[0])
-        best = group.drop_duplicates("sample")
-        capped_best = np.minimum(best["best_distance"].to_numpy(), eps_max)
-        room = float(np.sum(np.where(best["correct_clean"], eps_max, 0.0) - capped_best))
-        notes = [f"compared with {group['attacks'].iat[0]} up to eps {eps_max:g}"]
+        grid = np.array(group["grid"].iat[0], dtype="float64")
+        left_out = int(group["left_out"].iat[0])
+        notes = [f"compared with {group['attacks'].iat[0]}"]
         if left_out:
             notes.append(f"{left_out} sample(s) not attacked by every attack were left out")
-        if room <= 0:
-            notes.append("no attack found an adversarial example within eps_max")
+        if not len(grid):
+            notes.append("the attacks share no budget")
+            room = 0.0
+        else:
+            best = group.drop_duplicates("sample")
+            worst_case = (best["best_distance"].to_numpy()[:, None] > grid).mean(0)
+            room = grid_area(grid, best["correct_clean"].mean() - worst_case)
+            if room <= 0:
+                notes.append("no attack broke a clean-correct sample on the shared budgets")
         for attack, part in group.groupby("attack", sort=True):
-            gap = float(np.sum(np.minimum(part["distance"].to_numpy(), eps_max)
-                               - np.minimum(part["best_distance"].to_numpy(), eps_max)))
+            value = float("nan")
+            if room > 0:
+                curve = (part["distance"].to_numpy()[:, None] > grid).mean(0)
+                value = 1.0 - grid_area(grid, curve - worst_case) / room
             rows.append({**dict(zip(group_keys, key)), "attack": attack,
-                         "metric": "optimality",
-                         "value": 1.0 - gap / room if room > 0 else float("nan"),
-                         "eps_max": eps_max, "n": len(part), "note": "; ".join(notes)})
+                         "metric": "optimality", "value": value,
+                         "eps_min": float(grid[0]) if len(grid) else float("nan"),
+                         "eps_max": float(grid[-1]) if len(grid) else float("nan"),
+                         "n_eps": len(grid), "n": len(part), "note": "; ".join(notes)})
     frames = [pd.DataFrame(rows)]
     if per_sample:
-        samples = table.rename(columns={"distance": "value"})
-        frames.append(samples.drop(columns=["correct_clean", "attacks", "left_out"])
-                      .assign(metric="attack_distance"))
+        samples = table.rename(columns={"distance": "value",
+                                        "best_distance": "best_broken_at"})
+        frames.append(samples.drop(columns=["correct_clean", "grid", "attacks", "left_out"])
+                      .assign(metric="broken_at"))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -124,16 +149,17 @@ class Optimality(Metric):
 
     Per cell and threat model with at least two attacks (Cinà et al. (2024), AttackBench:
     Evaluating Gradient-based Attacks for Adversarial Examples): one minus the area
-    between the attack's robust-accuracy curve and the worst-case curve (from the best
-    distance any attack found per sample), divided by the area between the clean
-    accuracy and the worst-case curve, over ``[0, eps_max]`` (the largest budget every
-    attack of the group swept). 1: the attack found the best adversarial example of
-    every sample; 0: it found none within ``eps_max``; NaN when no attack found any.
+    between the attack's robust-accuracy curve and the worst-case curve (from the
+    smallest budget at which any attack broke each sample), divided by the area between
+    the clean accuracy and the worst-case curve, over the budgets every attack of the
+    group ran. 1: the attack broke every sample at the best budget found; 0: it broke
+    none; NaN when no attack broke any.
 
-    Rows: ``optimality`` per (cell, threat model, attack) with ``eps_max``, ``n``
-    (samples every attack of the group attacked) and ``note``; with ``per_sample``,
-    ``attack_distance`` per (attack, sample) with ``best_distance``. The score ranks
-    attacks, not defenses, so it has no direction for the defender.
+    Rows: ``optimality`` per (cell, threat model, attack) with ``eps_min``, ``eps_max``,
+    ``n_eps`` (the shared grid), ``n`` (samples every attack of the group attacked) and
+    ``note``; with ``per_sample``, ``broken_at`` per (attack, sample) with
+    ``best_broken_at``. The score ranks attacks, not defenses, so it has no direction
+    for the defender.
     """
 
     name = "optimality"
