@@ -111,12 +111,13 @@ def _kind(value: Any) -> str:
 
 
 def value_text(value: Any) -> str | None:
-    """A grid value as a label part, or None when it has no short form (a table)."""
+    """A grid value as a label part, or None when it has no short form (a table, a
+    non-finite number)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and math.isfinite(value):
-        return repr(value)
-    if isinstance(value, (int, str)) and not isinstance(value, float):
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, (int, str)):
         return str(value)
     if isinstance(value, list):
         items = [value_text(v) for v in value]
