@@ -106,9 +106,6 @@ class _ReadOnce(RunStore):
             self._cache[key] = read()
         return self._cache[key]
 
-    def read_run(self):
-        return copy.deepcopy(self._once("run", super().read_run))
-
     def record(self):
         return copy.deepcopy(self._once("record", super().record))
 

@@ -36,7 +36,10 @@ class WorstCase(Metric):
     eps grid common to the data set's cells (as ``auc``, with ``eps_min``/``eps_max``);
     per attack ``broken_first`` (fraction of samples it broke
     first, in ``order``) and ``broken_only`` (fraction no other attack broke); with
-    ``per_sample``, ``worst_case_robust`` rows carrying ``broken_by`` per sample.
+    ``per_sample``, ``worst_case_robust`` rows carrying ``broken_by`` per sample. The
+    accuracy, area and per-sample rows are better higher (``higher_is_better``); the
+    ``broken_*`` fractions have no direction. ``bootstrap`` (default 1000) adds
+    intervals over samples.
     """
 
     name = "worst_case"
