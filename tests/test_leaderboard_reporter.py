@@ -83,3 +83,41 @@ def test_a_sweep_gets_neither(tmp_path, registry, net_and_data):
                      report=("md",), registry=registry)
     assert not (tmp_path / LEADERBOARD_FILE).exists()
     assert "## Leaderboard" not in (tmp_path / "report.md").read_text()
+
+
+def test_an_attack_without_results_leaves_no_robust_accuracy():
+    rows = [{"attack": a, "threat_model": "linf", "epsilon": 0.03, "sample": s,
+             "correct_adv": True, "model": m}
+            for m in ("m1", "m2") for a in ("a", "b") for s in range(3)
+            if not (m == "m2" and a == "b")]
+    entries = {e["model"]: e for e in summary(frame(rows))}
+    assert entries["m1"]["robust_accuracy"] == 1.0 and entries["m1"]["missing_attacks"] == []
+    assert entries["m2"]["robust_accuracy"] is None
+    assert entries["m2"]["missing_attacks"] == ["b"]
+
+
+def test_the_section_says_n_a_for_a_configuration_missing_an_attack():
+    from types import SimpleNamespace
+
+    from robench_plugins.reporters.leaderboard import Leaderboard
+
+    rows = [{"attack": a, "threat_model": "linf", "epsilon": 8 / 255, "sample": s,
+             "correct_adv": s == 0, "model": m}
+            for m in ("m1", "m2") for a in ("a", "b") for s in range(4)
+            if not (m == "m2" and a == "b")]
+
+    class Store:
+        results = frame(rows)
+
+        def read_run(self):
+            return {"versions": {}, "experiment": {"config": {}}}
+
+        def record(self):
+            return SimpleNamespace(data={"eps_scale": 255})
+
+    (section,) = Leaderboard().sections(Store())
+    table = section.tables[0].set_index("model")
+    assert table.loc["m1", "robust accuracy"] == "25.0%"
+    assert table.loc["m2", "robust accuracy"] == "n/a"
+    assert table.loc["m1", "ε"] == "8/255"
+    assert "n/a" in section.text

@@ -36,17 +36,21 @@ class Leaderboard(Reporter):
         if leaderboard_budgets(run.results) is None:
             return []
         eps_scale = (run.record().data or {}).get("eps_scale") or 1
+        entries = leaderboard(run)
         rows = [{"dataset": e["dataset"], "model": e["model"], "defense": e["defense"],
                  "seed": e["seed"], "threat model": e["threat_model"],
                  "ε": C.format_eps(e["epsilon"], e["threat_model"], eps_scale),
                  "clean accuracy": C.percent(e["clean_accuracy"]),
                  "robust accuracy": C.percent(e["robust_accuracy"]),
                  "samples": e["samples"], "attacks": ", ".join(e["attacks"])}
-                for e in leaderboard(run)]
+                for e in entries]
         table = pd.DataFrame(rows)
         table.attrs["title"] = "Leaderboard: robust accuracy against every attack at once"
         text = ("Each input counts as robust only when it is classified correctly and every "
                 "attack of its threat model failed on it, as AutoAttack reports its "
                 f"ensemble. The same entries, with library versions and each attack's "
                 f"settings, are in `{LEADERBOARD_FILE}` beside this report.")
+        if any(e["missing_attacks"] for e in entries):
+            text += (" A robust accuracy of n/a means some attack of the ensemble has no "
+                     "results for that configuration (its failure is listed in this report).")
         return [ReportSection(title="Leaderboard", text=text, tables=[table], order=ORDER)]
