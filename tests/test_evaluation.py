@@ -110,12 +110,21 @@ class _NanPenalty(Defense):
         return torch.tensor(float("nan"))
 
 
+class _OverflowAtEpochEnd(Defense):
+    name = "test.overflow"
+
+    def after_epoch(self, model, epoch, ctx):
+        with torch.no_grad():
+            model.weight[0, 0] = float("inf")
+
+
 def _train(spec: TrainingSpec, defenses=()):
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(64, 2, generator=gen)
     y = (x[:, 0] > 0.5).long()
     info = DataInfo(name="t", input_shape=(2,), num_classes=2)
     data = LoadedData(info, x, y, x, y)
+    torch.manual_seed(0)
     model = nn.Linear(2, 2)
     ctx = TrainingContext(info=info, device="cpu", epochs=spec.epochs, generator=gen,
                           attack=None)
@@ -128,8 +137,9 @@ def test_a_nan_loss_stops_training_with_a_clear_message():
 
 
 def test_weights_that_overflow_stop_training_with_a_clear_message():
-    with pytest.raises(NonFiniteTraining, match="non-finite"):
-        _train(TrainingSpec(epochs=2, lr=1e38, optimizer="sgd", momentum=0.0))
+    with pytest.raises(NonFiniteTraining, match="weight 'weight' became non-finite in "
+                                                "epoch 1"):
+        _train(TrainingSpec(epochs=2), [_OverflowAtEpochEnd()])
 
 
 def test_finite_training_is_untouched():
