@@ -107,6 +107,17 @@ def test_success_needs_an_adversarial_within_budget():
     assert rows["success"].tolist() == [False]
 
 
+def test_untargeted_success_is_judged_against_the_label():
+    """Bug: untargeted success judged against the clean prediction instead of the label.
+    [0.45, 0.55] (label 0, predicted 1) -> [0.55, 0.45] moves the prediction back to
+    its label: no success; left unchanged it is misclassified: a success."""
+    flipped = torch.tensor([[0.55, 0.45]])
+    rows, _ = recheck(X[2:], Y[2:], [X[2:].clone(), flipped], [0.0, 0.25])
+    assert rows["pred_adv"].tolist() == [1, 0]
+    assert rows["success"].tolist() == [True, False]
+    assert rows["correct_adv"].tolist() == [False, True]
+
+
 # --------------------------------------------------------------- distances and budgets
 
 def test_distances_match_hand_computed_norms():

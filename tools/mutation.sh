@@ -55,7 +55,8 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ROBENCH_DISABLE_PLUGIN_AUTOLOAD=1
 # the scratch copy; plugins/ is installed as robench_plugins (a package-dir mapping), so
 # the copy holds it under that name: mutant names then match the imported module names
 mkdir -p "$scratch"
-(cd "$repo" && git ls-files -z | xargs -0 cp --parents -t "$scratch")
+(cd "$repo" && git ls-files -z | while IFS= read -r -d '' f; do
+   if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done | xargs -0 cp --parents -t "$scratch")
 rm -rf "$scratch/robench_plugins" "$scratch/mutants"
 cp -r "$scratch/plugins" "$scratch/robench_plugins"
 cd "$scratch"
@@ -75,6 +76,12 @@ pytest_add_cli_args =
     no:cacheprovider
     -p
     no:randomly
+# the wall-clock limit of a mutant is 15 * (its tests' time + this): generous, for
+# machines whose cores are shared
+timeout_constant = 10
+# torch's thread pool does not survive a fork from a process that has used it: fork
+# each mutant from a server that has only collected the tests
+process_isolation = forkserver
 EOF
 
 # canary: a function of the module replaced by one that raises must fail the tests run
@@ -83,7 +90,9 @@ path=${canary%%:*} function=${canary##*:}
 cp "$path" "$path.orig"
 printf '\n\ndef %s(*args, **kwargs):\n    raise AssertionError("mutation canary")\n' \
   "$function" >> "$path"
-if python -m pytest $tests -x -q -p no:cacheprovider 2>&1 | grep -q "mutation canary"; then
+# shellcheck disable=SC2086
+output=$(python -m pytest $tests -x -q -p no:cacheprovider 2>&1 || true)
+if grep -q "mutation canary" <<<"$output"; then
   echo "canary killed: the tests import the copy in $scratch"
 else
   echo "canary survived: the tests do not import the copy in $scratch" >&2; exit 1
@@ -92,6 +101,13 @@ mv "$path.orig" "$path"
 
 # shellcheck disable=SC2086
 taskset -c 0 mutmut run --max-children 1 $globs || true
+# a second chance for mutants that timed out on a busy machine (a timeout still counts
+# as a survivor after it)
+mutmut results --all true | sed -n 's/^ *\(.*\): timeout$/\1/p' > timeouts.txt
+if [ -s timeouts.txt ]; then
+  # shellcheck disable=SC2046
+  taskset -c 0 mutmut run --max-children 1 $(cat timeouts.txt) || true
+fi
 mutmut results --all true > results.txt
 python - "$globs" <<'EOF'
 import fnmatch
