@@ -158,9 +158,6 @@ class RunStore:
                                     f"(no run.json)")
         return json.loads(self.run_json_path.read_text())
 
-    def write_run(self, record: dict[str, Any]) -> None:
-        atomic_write_json(self.run_json_path, record)
-
     def record(self) -> RunRecord:
         """run.json as a typed :class:`robench.record.RunRecord` (RobenchError naming the
         file when it is missing or damaged)."""
