@@ -663,8 +663,13 @@ class Executor(Component):
     """Runs independent units of work (one per cell) and yields their outcomes.
 
     ``map(fn, items)`` calls ``fn(item)`` for each item and yields ``(item, outcome)``
-    pairs as they finish, in any order. The local executor runs them in-process one at
-    a time; distributed executors (dask, ray) come as plugins.
+    pairs as they finish, in any order. ``fn`` is a picklable top-level function
+    (:func:`robench.work.run_cell`) and items and outcomes are picklable
+    (:class:`robench.work.CellWork`, :class:`robench.work.CellOutcome`), so an executor
+    may run them in other processes or machines. An executor that runs several items at
+    once sets ``workers`` (the host then gives each one ``cores // workers`` torch
+    threads unless ``[experiment] threads`` says otherwise). The local executor runs
+    them in-process one at a time; others come as plugins.
     """
 
     kind = "executor"
