@@ -217,7 +217,7 @@ def executors(work: Path) -> list[tuple[str, str, str]]:
     defenses = 'none = []\nl2 = [{ defense = "weight_decay", coefficient = 0.01 }]'
     seconds, threads, workers = {}, {}, {}
     for name in EXECUTORS:
-        path = experiment(work, f"cells_{name}", attacks, seeds=(0, 1), epochs=10,
+        path = experiment(work, f"cells_{name}", attacks, seeds=(0, 1), epochs=200,
                           defenses=defenses, executor=name, cache=work / f"models_{name}")
         seconds[name] = run_robench(path, work / f"cells_{name}_run")[0]
         executor = get_registry().get("executor", name)()
@@ -227,7 +227,7 @@ def executors(work: Path) -> list[tuple[str, str, str]]:
     rows = [(f"`{name}`: workers x threads per worker by default (cores: {cores})",
              f"{workers[name]} x {threads[name]} = {workers[name] * threads[name]}",
              f"<= {cores}") for name in EXECUTORS]
-    rows += [(f"`{name}` speed-up over `local`, 4 cells (digits MLP, FGSM + PGD-20, "
+    rows += [(f"`{name}` speed-up over `local`, 4 cells (digits MLP, 200 epochs, FGSM + PGD-20, "
               f"16 eps, 1 thread per cell)", f"x{seconds['local'] / seconds[name]:.2f} "
               f"({seconds['local']:.0f} s / {seconds[name]:.0f} s)", f"-> x{cores}")
              for name in EXECUTORS[1:]]
@@ -247,12 +247,14 @@ def main() -> None:
     if args.memory_child:
         memory_child(work, args.memory_child)
         return
+    load_before = os.getloadavg()[0]
     rows = overheads(work, args.repeats)
     rows += peak_memory(work)
     rows += rerun_vs_validate(work, args.repeats)
     rows += executors(work)
     print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-          f"{time.strftime('%Y-%m-%d')}\n")
+          f"{time.strftime('%Y-%m-%d')}, load average {load_before:.1f} at the start and "
+          f"{os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs)\n")
     print("| what | measured | target |\n|---|---|---|")
     for what, measured, target in rows:
         print(f"| {what} | {measured} | {target} |")
