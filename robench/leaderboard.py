@@ -12,10 +12,12 @@ tables are ``[[attacks]]`` entries: pass them to :func:`robench.evaluate` or wri
 into an experiment file. An input counts as robust when every attack of the ensemble
 fails on it, which is what AutoAttack's sequential run reports.
 
-:func:`summary` reads a run's tidy results and returns what RobustBench's leaderboard
-lists per model and threat model (clean and robust accuracy, attacks, samples, budget,
-versions); :func:`write_leaderboard` writes it as ``leaderboard.json`` beside the report.
-A run whose every threat model was attacked at a single budget is *leaderboard-shaped*
+:func:`summary` reads a run's metric rows and run record and returns what RobustBench's
+leaderboard lists per model and threat model (clean and robust accuracy, attacks,
+samples, budget, versions): the numbers are those of the ``worst_case`` and
+``clean_accuracy`` metrics, never recomputed from the per-sample results.
+:func:`write_leaderboard` writes it as ``leaderboard.json`` beside the report. A run
+whose every threat model was attacked at a single budget is *leaderboard-shaped*
 (:func:`leaderboard_budgets`; the preset is): rendering its report writes that file and
 adds the ``leaderboard`` reporter's table. Any other run (an eps sweep) gets neither;
 :func:`write_leaderboard` with an explicit ``eps`` ranks one budget of it.
@@ -24,7 +26,6 @@ adds the ``leaderboard`` reporter's table. Any other run (an eps sweep) gets nei
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,95 +68,160 @@ UNRANKED_THREAT_MODELS = ("unbounded",)
 EPS_RTOL = 1e-9
 """Relative tolerance when matching a budget to the budgets a run recorded."""
 
+ENSEMBLE_METRIC = "worst_case"
+"""The metric whose ``worst_case_accuracy`` rows are an ensemble's robust accuracy."""
 
-def leaderboard_budgets(results) -> dict[str, float] | None:
+SINGLE_METRIC = "robust_accuracy"
+"""The metric whose rows are one attack's robust accuracy (an ensemble of one)."""
+
+CLEAN_METRIC = "clean_accuracy"
+"""The metric whose rows are a cell's clean accuracy."""
+
+CONVENTION = "unconditional"
+"""Robust accuracy over every input, clean mistakes counting as not robust (AutoAttack's)."""
+
+
+def leaderboard_budgets(record) -> dict[str, float] | None:
     """The budget of every threat model when a run is leaderboard-shaped, else None.
 
-    A run is leaderboard-shaped when, as on RobustBench, each threat model of its data
-    inputs was attacked at exactly one budget, the same for all of its attacks (the
-    standard AutoAttack preset is; an eps sweep is not). Unbounded attacks are ignored.
+    A run (its :class:`robench.record.RunRecord`) is leaderboard-shaped when, as on
+    RobustBench, each threat model was attacked at exactly one budget, the same for all
+    of its attacks (the standard AutoAttack preset is; an eps sweep is not). Unbounded
+    attacks are ignored.
     """
-    frame = results[(results["source"] == "data")
-                    & ~results["threat_model"].isin(UNRANKED_THREAT_MODELS)]
-    budgets = {}
-    for threat_model, group in frame.groupby("threat_model", sort=True):
-        values = group["epsilon"].unique()
-        if len(values) != 1:
-            return None
-        budgets[str(threat_model)] = float(values[0])
-    return budgets or None
+    grids: dict[str, set[float]] = {}
+    for attack in record.attacks.values():
+        if attack.threat_model not in UNRANKED_THREAT_MODELS:
+            grids.setdefault(attack.threat_model, set()).update(attack.epsilons)
+    if not grids or any(len(grid) != 1 for grid in grids.values()):
+        return None
+    return {threat_model: float(next(iter(grid))) for threat_model, grid in sorted(grids.items())}
 
 
-def summary(results, attacks: Sequence[str] | None = None, eps: float | None = None,
-            versions: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One leaderboard entry per (dataset, model, defense, seed, threat model) of a tidy
-    result frame.
+def _ensembles(record, eps: float | None) -> dict[str, tuple[list[str], float]]:
+    """Per ranked threat model, its attacks and the budget ranked: ``eps``, else the
+    largest budget all of its attacks ran."""
+    attacks: dict[str, list[str]] = {}
+    for label, attack in record.attacks.items():
+        if attack.threat_model not in UNRANKED_THREAT_MODELS:
+            attacks.setdefault(attack.threat_model, []).append(label)
+    return {threat_model: (sorted(labels), eps if eps is not None else
+                           min(max(record.attacks[a].epsilons) for a in labels))
+            for threat_model, labels in sorted(attacks.items())}
 
-    ``attacks`` are the attack labels forming the ensemble (default: every attack); the
-    ensemble of a threat model is its attacks among them. ``eps`` is the budget (default:
+
+def _rows(metrics, metric: str, cell: str, threat_model: str | None = None,
+          budget: float | None = None, attack: str | None = None):
+    """The metric rows of ``metric`` for one cell (and threat model, budget, attack and
+    the unconditional convention where given)."""
+    if not {"cell", "threat_model", "epsilon", "attack", "convention"} <= set(metrics):
+        return metrics.iloc[0:0]
+    keep = (metrics["metric"] == metric) & (metrics["cell"] == cell)
+    if threat_model is not None:
+        keep &= metrics["threat_model"] == threat_model
+        keep &= metrics["convention"] == CONVENTION
+    if budget is not None:
+        keep &= (metrics["epsilon"] - budget).abs() <= EPS_RTOL * max(1.0, budget)
+    if attack is not None:
+        keep &= metrics["attack"] == attack
+    return metrics[keep]
+
+
+def _not_used(metric: str) -> str:
+    return f"the {metric} metric is not in the run's [metrics] use"
+
+
+def _robust(metrics, used: set[str], cell: str, threat_model: str, budget: float,
+            ensemble: list[str]) -> tuple[Any, list[str], str | None]:
+    """The ensemble's robust-accuracy row of one cell (or None), the attacks of the
+    ensemble it lacks, and why there is no row when a metric the run did not use would
+    have given it."""
+    if ENSEMBLE_METRIC in used:
+        rows = _rows(metrics, "worst_case_accuracy", cell, threat_model, budget)
+        combined = (rows["note"].iat[0].removeprefix("attacks: ").split(",")
+                    if len(rows) else [])
+        return (rows.iloc[0] if len(rows) else None,
+                sorted(set(ensemble) - set(combined)), None)
+    if len(ensemble) == 1 and SINGLE_METRIC in used:
+        rows = _rows(metrics, "robust_accuracy", cell, threat_model, budget, ensemble[0])
+        return (rows.iloc[0] if len(rows) else None, [] if len(rows) else ensemble, None)
+    return None, [], _not_used(ENSEMBLE_METRIC)
+
+
+def summary(metrics, record, eps: float | None = None) -> list[dict[str, Any]]:
+    """One leaderboard entry per cell (dataset, model, defense, seed) and threat model
+    of a run, read from its metric rows and its :class:`robench.record.RunRecord`.
+
+    The ensemble of a threat model is every attack of it; ``eps`` is the budget (default:
     per threat model, the largest one all of its attacks ran). Robust accuracy is the
-    fraction of inputs every attack of the ensemble failed on (clean mistakes count as
-    not robust); clean accuracy is measured on the same inputs. A configuration on which
-    some attack of the ensemble has no results at the budget (its unit failed) lists them
-    in ``missing_attacks`` and has no robust accuracy (None), never an overstated one.
+    unconditional ``worst_case_accuracy`` row of the ``worst_case`` metric (the fraction
+    of inputs every attack of the ensemble failed on, clean mistakes counting as not
+    robust; its bootstrap interval in ``robust_interval``), or for an ensemble of one
+    attack the ``robust_accuracy`` row when the run did not use ``worst_case``; clean
+    accuracy is the ``clean_accuracy`` row. Nothing is computed here: a number whose
+    metric is not in the run's ``[metrics] use`` is None and ``notes`` says so. A cell
+    on which some attack of the ensemble has no results (its unit failed) lists them in
+    ``missing_attacks`` and has no robust accuracy (None), never an overstated one.
     """
-    frame = results[(results["source"] == "data")
-                    & ~results["threat_model"].isin(UNRANKED_THREAT_MODELS)]
-    attacks = sorted(frame["attack"].unique()) if attacks is None else list(attacks)
-    missing = sorted(set(attacks) - set(frame["attack"]))
-    if missing:
-        raise ValueError(f"no results for attack(s) {missing}")
-    frame = frame[frame["attack"].isin(attacks)]
+    import pandas as pd
+
+    used = set(record.experiment.config.get("metrics", {}).get("use", []))
+    versions = {k: v for k, v in record.versions.items() if isinstance(v, str)}
+    config = record.experiment.config.get("attacks", [])
+    settings = {a.get("name", a.get("attack")): a for a in config}
     entries = []
-    for threat_model, per_threat in frame.groupby("threat_model", sort=True):
-        ensemble = sorted(per_threat["attack"].unique())
-        budget = min(per_threat.groupby("attack")["epsilon"].max()) if eps is None else eps
-        at_eps = per_threat[(per_threat["epsilon"] - budget).abs()
-                            <= EPS_RTOL * max(1.0, budget)]
-        for (dataset, model, defense, seed), group in at_eps.groupby(
-                ["dataset", "model", "defense", "seed"], sort=True):
-            missing = sorted(set(ensemble) - set(group["attack"]))
-            per_sample = group.groupby("sample").agg(clean=("correct_clean", "all"),
-                                                     robust=("correct_adv", "all"))
-            robust = (per_sample["robust"] & per_sample["clean"]).mean()
+    for cell_id, cell_record in sorted(record.cells.items()):
+        if cell_record.status != "done":
+            continue
+        cell = cell_record.cell
+        clean = _rows(metrics, "clean_accuracy", cell_id) if CLEAN_METRIC in used else None
+        for threat_model, (ensemble, budget) in _ensembles(record, eps).items():
+            row, missing, reason = _robust(metrics, used, cell_id, threat_model, budget,
+                                           ensemble)
+            notes = [reason] if reason else []
+            if clean is None:
+                notes.append(_not_used(CLEAN_METRIC))
+            units = {u.attack: u for u in record.units.values()
+                     if u.cell == cell_id and u.attack in ensemble}
+            interval = None
+            if row is not None and pd.notna(row.get("lower")):
+                interval = [float(row["lower"]), float(row["upper"])]
             entries.append({
-                "dataset": dataset, "model": model, "defense": defense, "seed": int(seed),
-                "threat_model": str(threat_model), "epsilon": float(budget),
-                "samples": len(per_sample),
-                "clean_accuracy": float(per_sample["clean"].mean()),
-                "robust_accuracy": None if missing else float(robust),
+                "dataset": cell["dataset"], "model": cell["model"],
+                "defense": cell["defense"], "seed": int(cell["seed"]),
+                "threat_model": threat_model, "epsilon": float(budget),
+                "samples": None if row is None else int(row["n"]),
+                "clean_accuracy": (float(clean["value"].iat[0])
+                                   if clean is not None and len(clean) else None),
+                "robust_accuracy": (None if row is None or missing
+                                    else float(row["value"])),
+                "robust_interval": None if missing else interval,
                 "missing_attacks": missing,
-                "attacks": {a: {"library": g["library"].iat[0],
-                                "library_version": g["library_version"].iat[0]}
-                            for a, g in group.groupby("attack", sort=True)},
-                "versions": versions or {},
+                "notes": notes,
+                "attacks": {a: {"library": units[a].library if a in units
+                                else record.attacks[a].library,
+                                "library_version": units[a].library_version
+                                if a in units else None,
+                                "settings": {k: v for k, v in settings.get(a, {}).items()
+                                             if k not in ("name", "epsilons")}}
+                            for a in ensemble},
+                "versions": versions,
             })
     return entries
 
 
-def leaderboard(run, attacks: Sequence[str] | None = None,
-                eps: float | None = None) -> list[dict[str, Any]]:
+def leaderboard(run, eps: float | None = None) -> list[dict[str, Any]]:
     """:func:`summary` of a run (a :class:`robench.api.Run` or a
-    :class:`robench.results.RunStore`), with the package versions of run.json and each
-    attack's settings as recorded in the run's configuration."""
+    :class:`robench.results.RunStore`)."""
     store = getattr(run, "store", run)
-    record = store.read_run()  # run.json as stored
-    versions = {k: v for k, v in record.get("versions", {}).items() if isinstance(v, str)}
-    entries = summary(store.results, attacks, eps, versions=versions)
-    config = record.get("experiment", {}).get("config", {})
-    settings = {a.get("name", a.get("attack")): a for a in config.get("attacks", [])}
-    for entry in entries:
-        for label, info in entry["attacks"].items():
-            info["settings"] = {k: v for k, v in settings.get(label, {}).items()
-                                if k not in ("name", "epsilons")}
-    return entries
+    return summary(store.metrics, store.record(), eps)
 
 
-def write_leaderboard(run, attacks: Sequence[str] | None = None, eps: float | None = None,
+def write_leaderboard(run, eps: float | None = None,
                       path: str | Path | None = None) -> Path:
     """Write :func:`leaderboard` of ``run`` as JSON (default: ``leaderboard.json`` in the
     run directory, beside the report); return the path."""
-    entries = leaderboard(run, attacks, eps)
+    entries = leaderboard(run, eps)
     path = Path(path) if path is not None else Path(run.path) / LEADERBOARD_FILE
     path.write_text(json.dumps(entries, indent=2, default=str) + "\n")
     return path
@@ -167,6 +233,6 @@ def write_if_leaderboard_shaped(run) -> Path | None:
     can still call :func:`write_leaderboard` with the budget it wants ranked).
     :meth:`robench.api.Run.report` calls it after rendering the report."""
     store = getattr(run, "store", run)
-    if leaderboard_budgets(store.results) is None:
+    if leaderboard_budgets(store.record()) is None:
         return None
     return write_leaderboard(run)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from importlib import metadata
 
-import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 import robench
 from robench.config import component_spec
-from robench.leaderboard import autoattack_standard, summary, write_leaderboard
+from robench.leaderboard import autoattack_standard, leaderboard, summary, write_leaderboard
 
 HOST_KEYS = ("name", "attack", "epsilons", "samples")
 
@@ -39,43 +38,67 @@ def test_preset_has_the_reference_settings_and_valid_options(threat_model, norm,
         autoattack_standard("l0")
 
 
-def frame(rows):
-    base = {"dataset": "d", "model": "m", "defense": "none", "seed": 0, "source": "data",
-            "epsilon": 0.1, "threat_model": "linf", "library": "lib",
-            "library_version": "1"}
-    return pd.DataFrame([{**base, **r} for r in rows])
-
-
-def test_robust_means_every_attack_failed_and_clean_mistakes_are_not_robust():
-    rows = []
-    outcomes = {"a": [True, False, True, False], "b": [True, True, False, False]}
-    for attack, correct in outcomes.items():
-        for sample, ok in enumerate(correct):
-            rows.append({"attack": attack, "sample": sample, "correct_adv": ok,
-                         "correct_clean": sample != 3})
-    (entry,) = summary(frame(rows))
-    assert entry["samples"] == 4
-    assert entry["clean_accuracy"] == 0.75 and entry["robust_accuracy"] == 0.25
-    assert sorted(entry["attacks"]) == ["a", "b"] and entry["epsilon"] == 0.1
-    with pytest.raises(ValueError, match="no results for attack"):
-        summary(frame(rows), attacks=["a", "c"])
-
-
-def test_leaderboard_json_beside_the_report(tmp_path, registry):
+def evaluate(tmp_path, registry, epsilons, metrics=("clean_accuracy", "worst_case"),
+             **options):
     torch.manual_seed(0)
     net = nn.Linear(4, 3)
     x, y = torch.rand(30, 4), torch.randint(0, 3, (30,))
     attacks = [{"name": "fgsm", "attack": "torchattacks.FGSM"},
                {"name": "pgd", "attack": "torchattacks.PGD", "steps": 3, "alpha": 0.05}]
-    run = robench.evaluate(net, x, y, attacks, [0.1, 0.2], out=tmp_path, device="cpu",
-                           registry=registry)
+    return robench.evaluate(net, x, y, attacks, epsilons, out=tmp_path, device="cpu",
+                            metrics=list(metrics), registry=registry, **options)
+
+
+def test_leaderboard_json_beside_the_report(tmp_path, registry):
+    run = evaluate(tmp_path, registry, [0.1, 0.2])
     (entry,) = json.loads(write_leaderboard(run, eps=0.2).read_text())
     at = run.results.query("epsilon == 0.2")
-    robust = at.groupby("sample")["correct_adv"].all().mean()
-    assert entry["robust_accuracy"] == pytest.approx(robust)
+    per_sample = at.groupby("sample").agg(clean=("correct_clean", "all"),
+                                          adv=("correct_adv", "all"))
+    assert entry["robust_accuracy"] == pytest.approx((per_sample["clean"]
+                                                      & per_sample["adv"]).mean())
+    assert entry["clean_accuracy"] == pytest.approx(per_sample["clean"].mean())
+    assert entry["samples"] == 30 and entry["missing_attacks"] == [] and not entry["notes"]
     assert entry["attacks"]["pgd"]["settings"]["steps"] == 3
+    assert entry["attacks"]["pgd"]["library_version"] == metadata.version("torchattacks")
     assert entry["versions"]["torch"] == metadata.version("torch")
     assert (tmp_path / "leaderboard.json").is_file()
+
+
+def test_entries_are_the_metric_rows(tmp_path, registry):
+    """Doctored worst-case and clean-accuracy rows, values no per-sample result gives:
+    the entries show them, so nothing is recomputed."""
+    run = evaluate(tmp_path, registry, [0.2])
+    metrics = run.metrics
+    worst = (metrics["metric"] == "worst_case_accuracy") & (
+        metrics["convention"] == "unconditional")
+    metrics.loc[worst, ["value", "lower", "upper"]] = [0.123, 0.1, 0.2]
+    metrics.loc[metrics["metric"] == "clean_accuracy", "value"] = 0.456
+    (entry,) = summary(metrics, run.record)
+    assert entry["robust_accuracy"] == 0.123 and entry["robust_interval"] == [0.1, 0.2]
+    assert entry["clean_accuracy"] == 0.456
+
+
+def test_a_metric_the_run_did_not_use_is_named_not_computed(tmp_path, registry):
+    run = evaluate(tmp_path, registry, [0.2], metrics=("robust_accuracy",))
+    (entry,) = leaderboard(run)
+    assert entry["robust_accuracy"] is None and entry["clean_accuracy"] is None
+    assert any("worst_case" in note and "[metrics] use" in note for note in entry["notes"])
+    assert any("clean_accuracy" in note for note in entry["notes"])
+
+
+def test_an_ensemble_of_one_reads_the_robust_accuracy_row(tmp_path, registry):
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    x, y = torch.rand(30, 4), torch.randint(0, 3, (30,))
+    run = robench.evaluate(net, x, y, [{"name": "fgsm", "attack": "torchattacks.FGSM"}],
+                           [0.2], out=tmp_path, device="cpu", registry=registry,
+                           metrics=["robust_accuracy"])
+    (entry,) = leaderboard(run)
+    results = run.results
+    expected = (results["correct_clean"] & results["correct_adv"]).mean()
+    assert entry["robust_accuracy"] == pytest.approx(expected)
+    assert entry["notes"] == ["the clean_accuracy metric is not in the run's [metrics] use"]
 
 
 @pytest.mark.parametrize("stem, eps, samples", [("autoattack_standard", "8/255", 1000),

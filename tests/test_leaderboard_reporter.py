@@ -12,40 +12,58 @@ from torch import nn
 
 import robench
 from robench.leaderboard import LEADERBOARD_FILE, leaderboard_budgets, summary
+from robench.record import RunRecord
 
-BASE = {"dataset": "d", "model": "m", "defense": "none", "seed": 0, "source": "data",
-        "library": "lib", "library_version": "1", "correct_clean": True}
+CELLS = ("m1--none--s0", "m2--none--s0")
 
 
-def frame(rows):
-    return pd.DataFrame([{**BASE, **r} for r in rows])
+def record(attacks, units=(), use=("clean_accuracy", "worst_case")):
+    """A run record of cells m1 and m2 with ``attacks`` as {label: (threat model,
+    epsilons)} and every (cell, attack) unit done except those in ``units`` (failed)."""
+    return RunRecord.from_dict({
+        "experiment": {"name": "x", "file": "x.toml", "config_hash": "h",
+                       "config": {"metrics": {"use": list(use)}}},
+        "robench_version": "0", "data": {"eps_scale": 255},
+        "attacks": {a: {"component": "c", "library": "lib", "threat_model": tm,
+                        "epsilons": eps} for a, (tm, eps) in attacks.items()},
+        "cells": {c: {"cell": {"dataset": "d", "model": c.split("--")[0],
+                               "defense": "none", "seed": 0, "cell": c},
+                      "key": c, "status": "done"} for c in CELLS},
+        "units": {f"{c}/{a}": {"cell": c, "attack": a, "key": "k", "library": "lib",
+                               "library_version": "1",
+                               "status": "failed" if (c, a) in units else "done"}
+                  for c in CELLS for a in attacks}})
+
+
+def rows(*specs):
+    """Metric rows (metric, cell, threat model, eps, value, note) in the unconditional
+    convention, with n = 4."""
+    return pd.DataFrame([{"metric": m, "cell": c, "attack": "worst_case",
+                          "threat_model": tm, "epsilon": eps, "value": v, "n": 4,
+                          "convention": "unconditional", "note": note}
+                         for m, c, tm, eps, v, note in specs])
 
 
 def test_budgets_one_per_threat_model_or_none():
-    single = frame([{"attack": "a", "threat_model": "linf", "epsilon": 0.03, "sample": 0},
-                    {"attack": "b", "threat_model": "linf", "epsilon": 0.03, "sample": 0},
-                    {"attack": "c", "threat_model": "l2", "epsilon": 0.5, "sample": 0},
-                    {"attack": "u", "threat_model": "unbounded", "epsilon": 1.0, "sample": 0},
-                    {"attack": "u", "threat_model": "unbounded", "epsilon": 2.0, "sample": 0}])
-    assert leaderboard_budgets(single) == {"linf": 0.03, "l2": 0.5}
-    sweep = pd.concat([single, frame([{"attack": "b", "threat_model": "linf",
-                                       "epsilon": 0.06, "sample": 0}])])
-    assert leaderboard_budgets(sweep) is None
-    assert leaderboard_budgets(single[single["threat_model"] == "unbounded"]) is None
+    single = {"a": ("linf", [0.03]), "b": ("linf", [0.03]), "c": ("l2", [0.5]),
+              "u": ("unbounded", [1.0, 2.0])}
+    assert leaderboard_budgets(record(single)) == {"l2": 0.5, "linf": 0.03}
+    assert leaderboard_budgets(record({**single, "b": ("linf", [0.03, 0.06])})) is None
+    assert leaderboard_budgets(record({**single, "b": ("linf", [0.06])})) is None
+    assert leaderboard_budgets(record({"u": ("unbounded", [1.0, 2.0])})) is None
 
 
 def test_each_threat_model_is_its_own_ensemble():
-    rows = [{"attack": "a", "threat_model": "linf", "epsilon": 0.03, "sample": s,
-             "correct_adv": s != 0} for s in range(4)]
-    rows += [{"attack": "b", "threat_model": "linf", "epsilon": 0.03, "sample": s,
-              "correct_adv": s != 1} for s in range(4)]
-    rows += [{"attack": "c", "threat_model": "l2", "epsilon": 0.5, "sample": s,
-              "correct_adv": s == 3} for s in range(4)]
-    entries = {e["threat_model"]: e for e in summary(frame(rows))}
-    assert entries["linf"]["robust_accuracy"] == 0.5      # samples 2 and 3
-    assert entries["l2"]["robust_accuracy"] == 0.25       # sample 3
+    attacks = {"a": ("linf", [0.03]), "b": ("linf", [0.03]), "c": ("l2", [0.5])}
+    metrics = rows(("worst_case_accuracy", CELLS[0], "linf", 0.03, 0.5, "attacks: a,b"),
+                   ("worst_case_accuracy", CELLS[0], "l2", 0.5, 0.25, "attacks: c"),
+                   ("worst_case_accuracy", CELLS[0], "l2", 0.7, 0.0, "attacks: c"))
+    entries = {e["threat_model"]: e for e in summary(metrics, record(attacks))
+               if e["model"] == "m1"}
+    assert entries["linf"]["robust_accuracy"] == 0.5
+    assert entries["l2"]["robust_accuracy"] == 0.25 and entries["l2"]["epsilon"] == 0.5
     assert sorted(entries["linf"]["attacks"]) == ["a", "b"]
-    assert list(entries["l2"]["attacks"]) == ["c"] and entries["l2"]["epsilon"] == 0.5
+    assert list(entries["l2"]["attacks"]) == ["c"]
 
 
 @pytest.fixture
@@ -61,7 +79,8 @@ ATTACKS = [{"name": "fgsm", "attack": "torchattacks.FGSM"},
 
 def test_single_budget_run_writes_the_json_and_the_table(tmp_path, registry, net_and_data):
     run = robench.evaluate(*net_and_data, ATTACKS, [0.2], out=tmp_path, device="cpu",
-                           report=("md",), registry=registry)
+                           report=("md",), registry=registry,
+                           metrics=["clean_accuracy", "worst_case"])
     (entry,) = json.loads((tmp_path / LEADERBOARD_FILE).read_text())
     results = run.results
     per_sample = results.groupby("sample").agg(clean=("correct_clean", "all"),
@@ -86,38 +105,44 @@ def test_a_sweep_gets_neither(tmp_path, registry, net_and_data):
 
 
 def test_an_attack_without_results_leaves_no_robust_accuracy():
-    rows = [{"attack": a, "threat_model": "linf", "epsilon": 0.03, "sample": s,
-             "correct_adv": True, "model": m}
-            for m in ("m1", "m2") for a in ("a", "b") for s in range(3)
-            if not (m == "m2" and a == "b")]
-    entries = {e["model"]: e for e in summary(frame(rows))}
+    attacks = {"a": ("linf", [8 / 255]), "b": ("linf", [8 / 255])}
+    metrics = rows(("worst_case_accuracy", CELLS[0], "linf", 8 / 255, 1.0, "attacks: a,b"),
+                   ("worst_case_accuracy", CELLS[1], "linf", 8 / 255, 1.0, "attacks: a"))
+    entries = {e["model"]: e for e in summary(metrics, record(attacks, {(CELLS[1], "b")}))}
     assert entries["m1"]["robust_accuracy"] == 1.0 and entries["m1"]["missing_attacks"] == []
     assert entries["m2"]["robust_accuracy"] is None
     assert entries["m2"]["missing_attacks"] == ["b"]
 
 
-def test_the_section_says_n_a_for_a_configuration_missing_an_attack():
-    from types import SimpleNamespace
+class Store:
+    """What a reporter sees of a run: its metric rows and its record."""
 
+    def __init__(self, metrics, record):
+        self.metrics, self._record = metrics, record
+
+    def record(self):
+        return self._record
+
+
+def test_the_section_says_n_a_for_a_configuration_missing_an_attack():
     from robench_plugins.reporters.leaderboard import Leaderboard
 
-    rows = [{"attack": a, "threat_model": "linf", "epsilon": 8 / 255, "sample": s,
-             "correct_adv": s == 0, "model": m}
-            for m in ("m1", "m2") for a in ("a", "b") for s in range(4)
-            if not (m == "m2" and a == "b")]
-
-    class Store:
-        results = frame(rows)
-
-        def read_run(self):
-            return {"versions": {}, "experiment": {"config": {}}}
-
-        def record(self):
-            return SimpleNamespace(data={"eps_scale": 255})
-
-    (section,) = Leaderboard().sections(Store())
+    attacks = {"a": ("linf", [8 / 255]), "b": ("linf", [8 / 255])}
+    metrics = rows(("worst_case_accuracy", CELLS[0], "linf", 8 / 255, 0.25, "attacks: a,b"),
+                   ("worst_case_accuracy", CELLS[1], "linf", 8 / 255, 0.5, "attacks: a"))
+    (section,) = Leaderboard().sections(Store(metrics, record(attacks, {(CELLS[1], "b")})))
     table = section.tables[0].set_index("model")
     assert table.loc["m1", "robust accuracy"] == "25.0%"
     assert table.loc["m2", "robust accuracy"] == "n/a"
     assert table.loc["m1", "ε"] == "8/255"
     assert "n/a" in section.text
+
+
+def test_the_section_names_a_metric_the_run_did_not_use():
+    from robench_plugins.reporters.leaderboard import Leaderboard
+
+    attacks = {"a": ("linf", [8 / 255]), "b": ("linf", [8 / 255])}
+    (section,) = Leaderboard().sections(Store(rows(), record(attacks, use=())))
+    assert set(section.tables[0]["robust accuracy"]) == {"n/a"}
+    assert set(section.tables[0]["clean accuracy"]) == {"n/a"}
+    assert "worst_case metric is not in the run's [metrics] use" in section.text

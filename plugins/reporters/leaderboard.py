@@ -3,12 +3,14 @@
 RobustBench ranks models by clean and robust accuracy at one budget per threat model
 against a fixed ensemble (AutoAttack). A run whose every threat model was attacked at a
 single budget, the same for all of its attacks, is shaped like that
-(:func:`robench.leaderboard.leaderboard_budgets`; the standard AutoAttack preset is): for
-it this reporter shows one row per model, defense, seed and threat model with exactly the
-numbers of the ``leaderboard.json`` that :meth:`robench.api.Run.report` writes beside
-the report (:func:`robench.leaderboard.leaderboard`). A reporter only returns sections,
-so the file itself is written by ``Run.report`` after rendering. For an eps sweep it
-shows nothing: the accuracy curves are that run's answer.
+(:func:`robench.leaderboard.leaderboard_budgets`; the standard AutoAttack preset is):
+for it this reporter shows one row per model, defense, seed and threat model with
+exactly the numbers of the ``leaderboard.json`` that :meth:`robench.api.Run.report`
+writes beside the report (:func:`robench.leaderboard.leaderboard`): the rows of the
+``worst_case`` and ``clean_accuracy`` metrics, and n/a with the reason where the run did
+not use them. A reporter only returns sections, so the file itself is written by
+``Run.report`` after rendering. For an eps sweep it shows nothing: the accuracy curves
+are that run's answer.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ class Leaderboard(Reporter):
 
         from robench.leaderboard import LEADERBOARD_FILE, leaderboard, leaderboard_budgets
 
-        if leaderboard_budgets(run.results) is None:
+        record = run.record()
+        if leaderboard_budgets(record) is None:
             return []
-        eps_scale = (run.record().data or {}).get("eps_scale") or 1
+        eps_scale = C.data_info(record)["eps_scale"]
         entries = leaderboard(run)
         rows = [{"dataset": e["dataset"], "model": e["model"], "defense": e["defense"],
                  "seed": e["seed"], "threat model": e["threat_model"],
@@ -53,4 +56,7 @@ class Leaderboard(Reporter):
         if any(e["missing_attacks"] for e in entries):
             text += (" A robust accuracy of n/a means some attack of the ensemble has no "
                      "results for that configuration (its failure is listed in this report).")
+        notes = sorted({n for e in entries for n in e["notes"]})
+        if notes:
+            text += " n/a: " + "; ".join(notes) + "."
         return [ReportSection(title="Leaderboard", text=text, tables=[table], order=ORDER)]
