@@ -231,16 +231,23 @@ class RunStore:
         """Metric rows computed per cell while its model was loaded."""
         import pandas as pd
 
+        live = self._live_cells()
         paths = sorted((self.path / "cells").glob("*/metrics.parquet"))
-        frames = [pd.read_parquet(p) for p in paths]
+        frames = [pd.read_parquet(p) for p in paths if p.parent.name in live]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def _live_cells(self) -> set[str]:
+        """Ids of the cells of the run's current configuration: the folders of cells
+        that a changed file no longer has stay on disk but are never read."""
+        return set(self.record().cells) if self.exists() else set()
 
     def first_layers(self) -> dict[str, Any]:
         """First-layer weights by cell id (numpy arrays), for filter figures."""
         import numpy as np
 
+        live = self._live_cells()
         return {p.parent.name: np.load(p) for p in
-                sorted((self.path / "cells").glob("*/first_layer.npy"))}
+                sorted((self.path / "cells").glob("*/first_layer.npy")) if p.parent.name in live}
 
     def artifacts(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Stored example arrays by (cell id, attack label): ``{name: numpy array}``."""

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -97,3 +98,17 @@ def test_schema_table_lists_every_column():
     table = schema.describe(schema.RESULT_SCHEMA)
     for name in schema.names(schema.RESULT_SCHEMA):
         assert f"`{name}`" in table
+
+
+def test_cells_removed_from_the_file_are_not_read(tmp_path):
+    shutil.copy(REFERENCE / "run.json", tmp_path / "run.json")
+    store = RunStore(tmp_path)
+    live = next(iter(store.record().cells))
+    for cell in (live, "removed--cell--s9"):
+        folder = tmp_path / "cells" / cell
+        folder.mkdir(parents=True)
+        pd.DataFrame({"metric": ["m"], "value": [1.0], "cell": [cell]}).to_parquet(
+            folder / "metrics.parquet")
+        np.save(folder / "first_layer.npy", np.zeros((2, 3)))
+    assert store.cell_metrics()["cell"].tolist() == [live]
+    assert list(store.first_layers()) == [live]
