@@ -45,12 +45,14 @@ def project(x: torch.Tensor, adv: torch.Tensor, eps: float, threat_model: str,
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Class predictions of ``model`` on ``x`` without gradients."""
+    """Class predictions of ``model`` on ``x`` without gradients, on ``x``'s device: the
+    host's own (:func:`robench.evaluation.predict`), so an attack judges success exactly
+    as the host records it."""
+    from .evaluation import predict as host_predict
+
     if not len(x):
         return torch.empty(0, dtype=torch.long, device=x.device)
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size]).argmax(dim=1)
-                          for i in range(0, len(x), batch_size)])
+    return host_predict(model, x, batch_size, x.device)[0].to(x.device)
 
 
 def succeeded(model: nn.Module, adv: torch.Tensor, y: torch.Tensor,
