@@ -159,6 +159,33 @@ def test_linf_budget_boundary():
     assert within_budget(dist, eps, ThreatModel.LINF, 2).tolist() == [True, True, False, False]
 
 
+def test_budgets_include_their_tolerance_boundary():
+    """A distance equal to the largest accepted one (in float32) is within budget."""
+    from robench.evaluation import LINF_TOL, NORM_RTOL
+
+    cases = [(ThreatModel.LINF, 0.25 + LINF_TOL), (ThreatModel.L0, 0.25 + 0.5 / 4),
+             (ThreatModel.L2, 0.25 * (1 + NORM_RTOL) + 1e-6),
+             (ThreatModel.L1, 0.25 * (1 + NORM_RTOL) + 1e-6)]
+    for threat_model, largest in cases:
+        assert within_budget(torch.tensor([largest]), 0.25, threat_model, 4).tolist() == [
+            True], threat_model
+
+
+def test_rows_use_the_attacks_threat_model_and_the_input_size():
+    """Linf at eps = 1: 1 + 5e-5 is over budget (a relative l2 tolerance would accept
+    it). L0 on 2 values at eps = 0.5: one changed value is within, two are not."""
+    x = torch.zeros(1, 2)
+    rows, _ = recheck(x, torch.tensor([0]), [torch.tensor([[1.00005, 0.0]])], [1.0],
+                      bounds=(-math.inf, math.inf))
+    assert rows["within_budget"].tolist() == [False]
+    x = torch.tensor([[0.75, 0.25], [0.75, 0.25]])
+    adv = torch.tensor([[0.75, 0.875], [0.125, 0.875]])
+    rows, _ = recheck(x, torch.tensor([0, 0]), [adv], [0.5], threat_model=ThreatModel.L0)
+    assert rows["distance"].tolist() == [0.5, 1.0]
+    assert rows["within_budget"].tolist() == [True, False]
+    assert rows["pred_adv"].tolist() == [1, 0]
+
+
 def test_unbounded_threat_model_accepts_every_distance():
     dist = torch.tensor([0.0, 10.0, 1e9])
     assert within_budget(dist, 0.0, ThreatModel.UNBOUNDED, 2).tolist() == [True] * 3
@@ -246,8 +273,27 @@ def test_predictions_only_results_are_checked(pred, dist, message):
     check_predictions(torch.tensor([0, 1]), torch.tensor([0.0, 3.0]), 2, 0.1)
 
 
+def test_predictions_only_results_are_checked_at_their_budget():
+    with pytest.raises(ValueError, match="predicted class 5 at eps=0.25;"):
+        recheck(X, Y, None, [0.25], predictions=torch.tensor([[0, 5, 1]]),
+                distances=torch.zeros(1, 3))
+
+
+def test_predictions_only_budgets_follow_the_threat_model_and_input_size():
+    """Linf at eps = 1: a reported 1 + 5e-5 is over budget; L0 on 2 values at eps = 0.5:
+    a reported 1.0 (both values) is over budget, 0.5 is within."""
+    preds = torch.tensor([[1, 1, 1]])
+    rows, _ = recheck(X, Y, None, [1.0], predictions=preds,
+                      distances=torch.tensor([[1.0, 1.00005, 0.0]]))
+    assert rows["within_budget"].tolist() == [True, False, True]
+    rows, _ = recheck(X, Y, None, [0.5], predictions=preds, threat_model=ThreatModel.L0,
+                      distances=torch.tensor([[0.5, 1.0, 0.0]]))
+    assert rows["within_budget"].tolist() == [True, False, True]
+
+
 def test_a_result_needs_adversarials_or_predictions_and_distances():
-    with pytest.raises(ValueError, match="needs adversarials, or predictions"):
+    with pytest.raises(ValueError, match="^an AttackResult needs adversarials, or "
+                                         "predictions and distances$"):
         recheck(X, Y, None, [0.1], predictions=torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"shape \(3, 3\) for inputs of shape \(3, 2\) at "
                                          r"eps=0.1"):
@@ -267,6 +313,22 @@ def test_rows_are_eps_major_with_labels_and_clean_predictions():
     assert rows["source"].unique().tolist() == ["data"]
     assert rows["target"].isna().all()
     assert rows["distance"].tolist() == [0.0] * 6
+
+
+def test_row_columns_have_the_stored_types():
+    """Whatever the types of the inputs (integer budgets, int32 sample indices)."""
+    result = AttackResult(epsilons=[0, 1], adversarials=[X.clone(), X.clone()])
+    rows, _ = result_rows(larger_feature(), result, X, Y, np.arange(3, dtype="int32"),
+                          torch.tensor([1, 0, 0]), threat_model=ThreatModel.LINF,
+                          bounds=(0.0, 1.0), num_classes=2, batch_size=2, device="cpu")
+    expected = {"epsilon": "float64", "sample": "int64", "target": "Int64", "label": "Int64",
+                "pred_clean": "int64", "pred_adv": "int64", "distance": "float64",
+                "confidence": "float32", "margin": "float32", "within_budget": "bool",
+                "correct_clean": "bool", "correct_adv": "bool", "success": "bool"}
+    assert {c: str(rows[c].dtype) for c in expected} == expected
+    rows, _ = recheck(X, Y, None, [0.1], predictions=torch.zeros(1, 3, dtype=torch.long),
+                      distances=torch.zeros(1, 3))
+    assert {c: str(rows[c].dtype) for c in expected} == expected
 
 
 def test_targeted_success_means_reaching_the_target():
@@ -322,8 +384,19 @@ def test_example_arrays_keep_the_first_inputs_at_every_eps():
     np.testing.assert_allclose(arrays["clean"], X[:2].numpy())
     assert arrays["labels"].tolist() == [0, 1]
     assert "targets" not in arrays
+    _, arrays = recheck(X, Y, [X.clone(), adv], [0, 1], examples=1)
+    assert arrays["epsilons"].dtype == np.float64
     _, none = recheck(X, Y, [adv], [0.5], examples=0)
     assert none == {}
+
+
+def test_eight_examples_are_kept_by_default():
+    x = torch.rand(10, 2)
+    result = AttackResult(epsilons=[0.0], adversarials=[x.clone()])
+    _, arrays = result_rows(larger_feature(), result, x, torch.zeros(10, dtype=torch.long),
+                            np.arange(10), None, threat_model=ThreatModel.LINF,
+                            bounds=(0.0, 1.0), num_classes=2, batch_size=4, device="cpu")
+    assert arrays["adversarial"].shape == (1, 8, 2) and arrays["labels"].shape == (8,)
 
 
 def test_stored_examples_of_a_predictions_only_attack():
@@ -339,6 +412,18 @@ def test_stored_examples_of_a_predictions_only_attack():
                         distances=torch.zeros(1, 3), details={"examples": stored},
                         examples=1)
     assert arrays["adversarial"].shape == (1, 1, 2) and arrays["labels"].tolist() == [0]
+    # an attack that kept fewer inputs than asked for: as many clean ones
+    _, arrays = recheck(X, Y, None, [0.1], predictions=preds,
+                        distances=torch.zeros(1, 3), details={"examples": stored[:, :1]},
+                        examples=8)
+    assert arrays["clean"].shape == (1, 2) and arrays["pred_adv"].tolist() == [[1]]
     _, arrays = recheck(X, Y, None, [0.1], predictions=preds,
                         distances=torch.zeros(1, 3), details={"examples": stored[0]})
+    assert arrays == {}
+    _, arrays = recheck(X, Y, None, [0.1], predictions=preds,
+                        distances=torch.zeros(1, 3), details={"examples": stored},
+                        examples=0)
+    assert arrays == {}
+    _, arrays = recheck(X, Y, None, [0.1], predictions=preds,
+                        distances=torch.zeros(1, 3), examples=2)
     assert arrays == {}
