@@ -80,15 +80,25 @@ def _wrap(kernel: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return kernel
 
 
-def transfer_matrices(kernel: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+def transfer_matrices(kernel: torch.Tensor, size: tuple[int, ...],
+                      last: range | None = None) -> torch.Tensor:
     """The ``(*size, out, in)`` DFT of a dense stride-1 kernel on a circular input of
     ``size``: the blocks that diagonalise the circular convolution (cross-correlation,
-    as torch computes it)."""
+    as torch computes it). ``last`` keeps only those frequencies of the last axis
+    (default: all), so that callers can walk a wide layer's transform in chunks."""
     wrapped = _wrap(kernel, size)
-    axes = tuple(range(2, 2 + len(size)))
-    spectrum = torch.fft.fftn(wrapped.to(torch.complex128 if wrapped.dtype == torch.float64
-                                         else torch.complex64), s=size, dim=axes)
-    return spectrum.permute(*axes, 0, 1)
+    dtype = torch.complex128 if wrapped.dtype == torch.float64 else torch.complex64
+    head = wrapped.to(dtype)
+    for axis, n in zip(range(2, wrapped.dim() - 1), size[:-1]):
+        head = torch.fft.fft(head, n=n, dim=axis)
+    real = torch.float64 if dtype == torch.complex128 else torch.float32
+    taps = torch.arange(head.shape[-1], dtype=real, device=kernel.device)
+    freqs = torch.arange(size[-1], dtype=real, device=kernel.device)
+    if last is not None:
+        freqs = freqs[last.start:last.stop]
+    basis = torch.exp(-2j * math.pi * taps[:, None] * freqs[None, :] / size[-1]).to(dtype)
+    spectrum = head @ basis  # the DFT of the last axis at the kept frequencies
+    return spectrum.permute(*range(2, spectrum.dim()), 0, 1)
 
 
 def conv_singular_values(weight: torch.Tensor, input_size: tuple[int, ...], *,
@@ -96,10 +106,11 @@ def conv_singular_values(weight: torch.Tensor, input_size: tuple[int, ...], *,
                          dilation: tuple[int, ...] = (1,), device=None) -> torch.Tensor:
     """Every singular value of the circular convolution of ``weight`` on ``input_size``.
 
-    Stride-1 convolutions by the DFT method; strided ones through their polyphase
-    kernel (exact when each stride divides the input size along its axis; the caller
-    checks). Computed in float64 on ``device`` (default: the weight's), in chunks of
-    frequencies so that wide layers never hold the whole transform, returned on the CPU.
+    Stride-1 convolutions by the DFT method (:func:`transfer_matrices`, the routine the
+    ``spectral_norm`` defense clips with); strided ones through their polyphase kernel
+    (exact when each stride divides the input size along its axis; the caller checks).
+    Computed in float64 on ``device`` (default: the weight's), in chunks of frequencies
+    so that wide layers never hold the whole transform, returned on the CPU.
     """
     device = weight.device if device is None else device
     kernel = dense_kernel(weight.detach().to(device, torch.float64), groups, dilation)
@@ -109,23 +120,13 @@ def conv_singular_values(weight: torch.Tensor, input_size: tuple[int, ...], *,
     if any(s > 1 for s in stride):
         kernel = polyphase_kernel(kernel, stride)
         size = tuple(n // s for n, s in zip(size, stride))
-    kernel = _wrap(kernel, size)
     out_ch, in_ch = kernel.shape[:2]
-    head = kernel
-    for axis, n in zip(range(2, kernel.dim() - 1), size[:-1]):
-        head = torch.fft.fft(head, n=n, dim=axis)
     per_slice = out_ch * in_ch * math.prod(size[:-1]) * 16
     chunk = max(1, CHUNK_BYTES // per_slice)
-    n_last = size[-1]
-    taps = torch.arange(head.shape[-1], dtype=torch.float64, device=device)
     values = []
-    for start in range(0, n_last, chunk):
-        freqs = torch.arange(start, min(start + chunk, n_last), dtype=torch.float64,
-                             device=device)
-        basis = torch.exp(-2j * math.pi * taps[:, None] * freqs[None, :] / n_last)
-        part = head.to(torch.complex128) @ basis  # DFT of the last axis at these freqs
-        per_freq = part.permute(*range(2, part.dim()), 0, 1).reshape(-1, out_ch, in_ch)
-        values.append(torch.linalg.svdvals(per_freq).flatten().cpu())
+    for start in range(0, size[-1], chunk):
+        blocks = transfer_matrices(kernel, size, range(start, min(start + chunk, size[-1])))
+        values.append(torch.linalg.svdvals(blocks.reshape(-1, out_ch, in_ch)).flatten().cpu())
     return torch.cat(values)
 
 

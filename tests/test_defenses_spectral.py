@@ -71,6 +71,48 @@ def test_operator_clipping_bounds_every_layer(c):
     assert net[0].bias is not None and net(torch.rand(1, 2, 6, 6)).shape == (1, 3)
 
 
+def strided_circular_matrix(weight: torch.Tensor, n: int, stride: int) -> torch.Tensor:
+    """The matrix of the circular cross-correlation with ``stride``, from torch's own
+    strided conv2d on basis images (independent of the stride-1 matrix)."""
+    cin, k = weight.shape[1], weight.shape[-1]
+    basis = torch.eye(cin * n * n, dtype=weight.dtype).view(-1, cin, n, n)
+    out = F.conv2d(F.pad(basis, (0, k - 1, 0, k - 1), mode="circular"), weight,
+                   stride=stride)
+    return out.flatten(1).T
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_a_strided_operator_is_rows_of_the_stride_1_one(stride):
+    """The argument for clipping strided layers as stride 1: the strided matrix is a row
+    subset of the stride-1 matrix, so its largest singular value is at most that one's."""
+    torch.manual_seed(3)
+    w = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    full, strided = circular_matrix(w, 6), strided_circular_matrix(w, 6, stride)
+    rows = torch.arange(6 * 6).view(6, 6)[::stride, ::stride].flatten()
+    rows = (torch.arange(4)[:, None] * 36 + rows[None, :]).flatten()
+    assert torch.equal(strided, full[rows])
+    assert (torch.linalg.svdvals(strided).max()
+            <= torch.linalg.svdvals(full).max() + 1e-12)
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0])
+def test_clipped_strided_layer_is_bounded_as_the_metric_measures_it(c):
+    """After clipping, the strided layer's exact operator norm (the unrolled strided
+    matrix, and the metric's polyphase measurement of it) is at most c."""
+    from robench_plugins.operators import conv_singular_values
+
+    defense = SpectralNorm(SpectralNorm.Options(strength=c))
+    net = defense.wrap_model(tiny_cnn(), ctx())
+    weight = net[2].weight.detach().double()
+    assert torch.linalg.svdvals(strided_circular_matrix(weight, 6, 2)).max() > c
+    defense.clip(net)
+    weight = net[2].weight.detach().double()
+    exact = torch.linalg.svdvals(strided_circular_matrix(weight, 6, 2)).max().item()
+    measured = conv_singular_values(weight, (6, 6), stride=(2, 2)).max().item()
+    assert measured == pytest.approx(exact, rel=1e-9)
+    assert exact <= c * (1 + 1e-5)
+
+
 def test_clipping_keeps_small_singular_values():
     """Clipping changes only the spectrum above c (before the crop to the kernel
     support): on a kernel already inside the ball nothing moves."""

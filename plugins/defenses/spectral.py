@@ -44,13 +44,21 @@ class SpectralNorm(Defense):
     forward pass when the model is wrapped) has its singular values clipped to c via
     the FFT (``_weights.clip_conv``); each Linear layer's matrix has its singular
     values clipped by SVD. As in Sedghi et al., each convolution is treated as circular
-    with stride 1 on its input size: striding can only lower the norm, while zero
-    padding makes the bound approximate (the layer's exact norm is that of the DFT
-    symbol over all frequencies, not only the input size's grid).
+    with stride 1 on its input size, while zero padding makes the bound approximate
+    (the layer's exact norm is that of the DFT symbol over all frequencies, not only the
+    input size's grid).
 
-    The transfer matrices come from :mod:`robench_plugins.operators`, the routine the
-    ``singular_values`` metric measures layers with, so the defense clips exactly the
-    operator the metric reports.
+    A strided layer is clipped as its stride-1 operator, and that bounds it: the
+    circular convolution with stride ``s`` computes the stride-1 outputs at every
+    ``s``-th position only, so its matrix is a subset of the rows of the stride-1
+    matrix ``C`` (it is ``S C`` with ``S`` a row selection, ``||S|| = 1``), and its
+    largest singular value is at most ``C``'s, hence at most c. The bound can be loose:
+    the strided layer's norm (which the ``singular_values`` metric measures exactly
+    through the polyphase kernel) may end up below c.
+
+    The transfer matrices come from :func:`robench_plugins.operators.transfer_matrices`,
+    the routine the ``singular_values`` metric measures convolutions too large for a
+    dense matrix with, so the defense clips the operator the metric reports.
 
     ``method = "kernel"``: ``torch.nn.utils.parametrizations.spectral_norm`` on every
     layer (Miyato et al. 2018: power iteration on the kernel reshaped to ``out x
