@@ -3,8 +3,9 @@
 One MLflow run per robench run: the experiment's configuration hash, name, seeds, models,
 defense stacks and attacks as params; robust accuracy per (cell, attack) as a metric
 whose steps are the positions in the budget sweep (MLflow steps are integers; the
-budgets themselves are a param per attack); clean accuracy per cell; the report and
-run.json as artifacts. Works with any tracking store, e.g. a local SQLite file.
+budgets themselves are a param per attack); clean accuracy per cell (both the rows of
+the ``robust_accuracy`` and ``clean_accuracy`` metrics, unconditional convention); the
+report and run.json as artifacts. Works with any tracking store, e.g. a local SQLite file.
 """
 
 from __future__ import annotations
@@ -41,16 +42,17 @@ def export_run(run, *, tracking_uri: str | None = None, experiment: str = "roben
         params[f"attack.{label}.epsilons"] = attack.get("epsilons")
     for key, value in params.items():
         client.log_param(run_id, key, str(value)[:6000])
-    results = run.results
-    data = results[results["source"] == "data"]
-    for (cell, attack), group in data.groupby(["cell", "attack"], sort=True):
-        accuracy = group.groupby("epsilon")["correct_adv"].mean().sort_index()
-        for step, value in enumerate(accuracy.to_numpy()):
+    metrics = run.metrics  # the metrics' own rows: nothing is recomputed here
+    robust = metrics[metrics["metric"] == "robust_accuracy"]
+    if "convention" in robust:
+        robust = robust[robust["convention"] == "unconditional"]
+    for (cell, attack), group in robust.groupby(["cell", "attack"], sort=True):
+        for step, value in enumerate(group.sort_values("epsilon")["value"].to_numpy()):
             client.log_metric(run_id, f"robust_accuracy.{cell}.{attack}", float(value),
                               step=step)
-    for cell, group in data.groupby("cell", sort=True):
-        clean = group.drop_duplicates("sample")["correct_clean"].mean()
-        client.log_metric(run_id, f"clean_accuracy.{cell}", float(clean))
+    clean = metrics[metrics["metric"] == "clean_accuracy"]
+    for cell, group in clean.groupby("cell", sort=True):
+        client.log_metric(run_id, f"clean_accuracy.{cell}", float(group["value"].iat[0]))
     for name in ARTIFACTS:
         path = Path(run.path) / name
         if path.is_file():

@@ -29,7 +29,9 @@ def test_params_metrics_and_report_reach_a_sqlite_store(tmp_path, registry):
     assert stored.data.params["attack.torchattacks.FGSM"] == "torchattacks.FGSM"
     (cell,) = run.results["cell"].unique()
     history = client.get_metric_history(run_id, f"robust_accuracy.{cell}.torchattacks.FGSM")
-    expected = run.results.groupby("epsilon")["correct_adv"].mean().tolist()
+    results = run.results
+    expected = ((results["correct_clean"] & results["correct_adv"])
+                .groupby(results["epsilon"]).mean().tolist())
     assert [m.step for m in history] == [0, 1, 2]
     assert [m.value for m in history] == pytest.approx(expected)
     names = {a.path for a in client.list_artifacts(run_id)}
