@@ -181,6 +181,15 @@ def test_norm_projection_rescales_the_perturbation(threat_model, expected):
     assert (inside - x)[0].tolist() == pytest.approx([0.03, 0.04], rel=1e-5)
 
 
+def test_norm_projection_rescales_each_image_by_its_own_norm():
+    """Two (1, 2, 2) images with perturbations of l2 norms 0.5 and 0.1 at eps = 0.25:
+    the first is halved, the second kept."""
+    x = torch.full((2, 1, 2, 2), 0.5)
+    delta = torch.tensor([[0.3, 0.4, 0.0, 0.0], [0.0, 0.0, 0.06, 0.08]]).view(2, 1, 2, 2)
+    adv = project(x, x + delta, 0.25, "l2", (0.0, 1.0))
+    torch.testing.assert_close(adv - x, delta * torch.tensor([0.5, 1.0]).view(2, 1, 1, 1))
+
+
 def test_l0_and_unbounded_outputs_are_only_clipped_to_the_bounds():
     x = torch.tensor([[0.25, 0.5]])
     for threat_model in ("l0", "unbounded"):
@@ -197,7 +206,8 @@ def test_fixed_budget_chunks_share_seeds_across_budgets():
     direction = torch.tensor([[1.0, -1.0]] * 3)
     attack = Push(direction, options=Batch(batch_size=2))
     generator = torch.Generator().manual_seed(7)
-    attack.run(larger_feature(), X, Y, [0.25, 0.5], bounds=(0.0, 1.0), generator=generator)
+    list(attack.run(larger_feature(), X, Y, [0.25, 0.5], bounds=(0.0, 1.0),
+                    generator=generator).adversarials)  # each eps is computed when read
     seed = int(torch.randint(0, 2**31 - 1, (1,),
                              generator=torch.Generator().manual_seed(7)).item())
     assert attack.calls == [(0.25, 2, seed), (0.25, 1, seed + 1),
@@ -254,8 +264,41 @@ def test_fixed_budget_transfer_crafts_on_the_source_model():
     source = smaller_feature()
     result = attack.run(larger_feature(), X, Y, [0.25], bounds=(0.0, 1.0),
                         source_model=source)
+    list(result.adversarials)  # each eps is computed when read
     assert attack.models == [source]
     assert result.details["crafted_on"] == "source_model"
+
+
+def test_an_incremental_option_overrides_the_class_attribute():
+    @dataclasses.dataclass(frozen=True)
+    class Choice:
+        incremental: bool = False
+
+    class Optional(Push):
+        incremental = True
+        Options = Choice
+
+    x, y = X[:1], Y[:1]
+    off = Optional(torch.zeros(1, 2)).run(larger_feature(), x, y, [0.1], bounds=(0.0, 1.0))
+    on = Optional(torch.zeros(1, 2), options=Choice(incremental=True)).run(
+        larger_feature(), x, y, [0.1], bounds=(0.0, 1.0))
+    assert (off.details["incremental"], on.details["incremental"]) == (False, True)
+    assert Push(torch.zeros(1, 2)).is_incremental() is False
+
+
+def test_the_base_methods_name_the_attack_that_lacks_them():
+    class NoPerturb(FixedBudgetAttack):
+        name = "numbers.no_perturb"
+
+    class NoSearch(MinimalAttack):
+        name = "numbers.no_search"
+
+    with pytest.raises(NotImplementedError, match="^attack 'numbers.no_perturb' defines "
+                                                  "no perturb\\(\\)$"):
+        list(NoPerturb().run(larger_feature(), X, Y, [0.1], bounds=(0.0, 1.0)).adversarials)
+    with pytest.raises(NotImplementedError, match="^attack 'numbers.no_search' defines "
+                                                  "no search\\(\\)$"):
+        list(NoSearch().run(larger_feature(), X, Y, [0.1], bounds=(0.0, 1.0)).adversarials)
 
 
 def test_attacks_refuse_calls_they_cannot_honour():

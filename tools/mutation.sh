@@ -4,10 +4,10 @@
 #   tools/mutation.sh MODULE [SCRATCH]
 #
 # MODULE is one of: evaluation sweeps tables losses runner (see docs/mutation.md).
-# Runs outside CI, on one core, in a scratch copy of the committed-and-tracked files
-# (SCRATCH, default a new temporary directory), never in the working tree. Prints every
-# mutant that is not killed and the score, counting timeouts, untested and unchecked
-# mutants as survivors. Needs `pip install mutmut` (3.x) in the active environment.
+# Runs outside CI, on one core, in a scratch copy of the last commit (SCRATCH, default
+# a new temporary directory), never in the working tree. Prints every mutant that is not
+# killed and the score, counting timeouts, untested and unchecked mutants as survivors.
+# Needs `pip install mutmut` (3.x) in the active environment.
 set -euo pipefail
 
 module=${1:?usage: tools/mutation.sh evaluation|sweeps|tables|losses|runner [SCRATCH]}
@@ -32,7 +32,13 @@ case $module in
     canary="robench/attack_runtime.py:project" ;;
   tables)
     files="robench_plugins/metrics/_tables.py"
-    globs="robench_plugins.metrics._tables.*"
+    globs="robench_plugins.metrics._tables.x_data_rows* robench_plugins.metrics._tables.x_bootstrap_interval*
+           robench_plugins.metrics._tables.x__mean_rows* robench_plugins.metrics._tables.x_clean_*
+           robench_plugins.metrics._tables.x_robust_* robench_plugins.metrics._tables.x_accuracy_from_samples*
+           robench_plugins.metrics._tables.x_common_grid* robench_plugins.metrics._tables.x_normalised_area*
+           robench_plugins.metrics._tables.x_sample_areas* robench_plugins.metrics._tables.x_auc*
+           robench_plugins.metrics._tables.x_breakdown_point* robench_plugins.metrics._tables.x_minimal_distances*
+           robench_plugins.metrics._tables.x_median_distance* robench_plugins.metrics._tables.x_attack_success*"
     tests="tests/test_numbers_metrics.py"
     canary="robench_plugins/metrics/_tables.py:normalised_area" ;;
   losses)
@@ -43,8 +49,7 @@ case $module in
   runner)
     files="robench/runner.py"
     globs="robench.runner.x_plan* robench.runner.xǁ_Keysǁ* robench.runner.x_file_digest*
-           robench.runner.xǁRunnerǁ_unit_record* robench.runner.xǁRunnerǁ_init_record*
-           robench.runner.xǁRunnerǁ_supersede*"
+           robench.runner.xǁRunnerǁ_unit_record*"
     tests="tests/test_numbers_runner.py"
     canary="robench/runner.py:plan" ;;
   *) echo "unknown module $module" >&2; exit 2 ;;
@@ -55,8 +60,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ROBENCH_DISABLE_PLUGIN_AUTOLOAD=1
 # the scratch copy; plugins/ is installed as robench_plugins (a package-dir mapping), so
 # the copy holds it under that name: mutant names then match the imported module names
 mkdir -p "$scratch"
-(cd "$repo" && git ls-files -z | while IFS= read -r -d '' f; do
-   if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done | xargs -0 cp --parents -t "$scratch")
+git -C "$repo" archive HEAD | tar -x -C "$scratch"
 rm -rf "$scratch/robench_plugins" "$scratch/mutants"
 cp -r "$scratch/plugins" "$scratch/robench_plugins"
 cd "$scratch"
