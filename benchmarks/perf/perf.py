@@ -204,8 +204,9 @@ def rerun_vs_validate(work: Path, repeats: int) -> list[tuple[str, str, str]]:
 
 
 def executors(work: Path) -> list[tuple[str, str, str]]:
-    """One multi-cell benchmark (2 defenses x 2 seeds) through every executor, each
-    training its own models, at one torch thread per cell (the same rows); and the
+    """One multi-cell benchmark (2 defenses x 2 seeds) through every executor, each a
+    fresh `robench run` process (all pay the imports) training its own models, at one
+    torch thread per cell (the same rows); and the
     threads the thread policy gives each executor when ``threads`` is not set."""
     from types import SimpleNamespace
 
@@ -219,7 +220,8 @@ def executors(work: Path) -> list[tuple[str, str, str]]:
     for name in EXECUTORS:
         path = experiment(work, f"cells_{name}", attacks, seeds=(0, 1), epochs=200,
                           defenses=defenses, executor=name, cache=work / f"models_{name}")
-        seconds[name] = run_robench(path, work / f"cells_{name}_run")[0]
+        seconds[name] = timed([str(Path(sys.executable).with_name("robench")), "run",
+                               str(path), "--out", str(work / f"cells_{name}_run")])
         executor = get_registry().get("executor", name)()
         threads[name] = thread_count(SimpleNamespace(threads=None), executor)
         workers[name] = getattr(executor, "workers", 1)
