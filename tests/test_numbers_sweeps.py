@@ -332,9 +332,76 @@ def test_results_carry_the_attack_classs_library():
     assert list(result.epsilons) == [0.1]
 
 
+class Noisy(FixedBudgetAttack):
+    """Records what each call receives and adds global-RNG noise (torch.rand)."""
+
+    name = "numbers.noisy"
+    supports_targets = True
+    Options = Batch
+
+    def __init__(self, options=None, dtype=None):
+        super().__init__(options)
+        self.seen: list[tuple[list, list | None]] = []
+        self.dtype = dtype
+
+    def perturb(self, model, x, y, eps, *, bounds, targets=None, generator=None):
+        self.seen.append((y.tolist(), None if targets is None else targets.tolist()))
+        out = x + eps * (2 * torch.rand(x.shape) - 1)
+        return out if self.dtype is None else out.to(self.dtype)
+
+
+def test_chunks_get_their_labels_and_targets():
+    attack = Noisy(options=Batch(batch_size=2))
+    list(attack.run(larger_feature(), X, Y, [0.1], bounds=(0.0, 1.0),
+                    targets=torch.tensor([1, 0, 1])).adversarials)
+    assert attack.seen == [([0, 1], [1, 0]), ([0], [1])]
+
+
+def test_an_attack_without_a_batch_size_gets_every_input_at_once():
+    class Whole(Noisy):
+        Options = dataclasses.make_dataclass("NoBatch", [], frozen=True)
+
+    attack = Whole()
+    assert attack.chunk_size() == 0
+    list(attack.run(larger_feature(), X, Y, [0.1], bounds=(0.0, 1.0)).adversarials)
+    assert attack.seen == [([0, 1, 0], None)]
+
+
+def test_global_randomness_is_seeded_per_chunk_and_restored():
+    """The same run generator gives the same noise twice, and the caller's global RNG
+    stream is left where it was."""
+    def sweep():
+        generator = torch.Generator().manual_seed(3)
+        result = Noisy(options=Batch(batch_size=2)).run(
+            larger_feature(), X, Y, [0.25], bounds=(0.0, 1.0), generator=generator)
+        return list(result.adversarials)[0]
+
+    torch.manual_seed(0)
+    first = sweep()
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    second = sweep()
+    assert torch.equal(first, second) and not torch.equal(first, X)
+    assert torch.equal(torch.rand(1), after)
+
+
+def test_adversarials_take_the_inputs_dtype():
+    result = Noisy(dtype=torch.float64).run(larger_feature(), X, Y, [0.1],
+                                            bounds=(0.0, 1.0))
+    assert list(result.adversarials)[0].dtype == torch.float32
+
+
+def test_no_inputs_give_empty_sweeps():
+    for attack in (Noisy(), Fixed(torch.zeros(0, 2))):
+        result = attack.run(larger_feature(), X[:0], Y[:0], [0.0, 0.1], bounds=(0.0, 1.0))
+        assert [tuple(a.shape) for a in result.adversarials] == [(0, 2), (0, 2)]
+
+
 def test_runtime_helpers_by_hand():
     assert chunks(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 6)]
     assert chunks(3, 0) == [slice(0, 3)]
+    assert chunks(1, 0) == [slice(0, 1)]
+    assert chunks(3, 1) == [slice(0, 1), slice(1, 2), slice(2, 3)]
     assert chunks(0, 0) == []
     assert chunk_seed(None, 3) is None
     assert chunk_seed(5, 2) == 7
