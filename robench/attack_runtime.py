@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,46 @@ def project(x: torch.Tensor, adv: torch.Tensor, eps: float, threat_model: str,
         factor = torch.clamp(eps / norms.clamp_min(1e-12), max=1.0)
         delta = delta * factor.view(-1, *([1] * (x.dim() - 1)))
     return (x + delta).clamp(bounds[0], bounds[1])
+
+
+class LazySweep(Sequence):
+    """The adversarials of a sweep, each eps computed when it is first read.
+
+    ``compute(i)`` returns the adversarials of eps ``i``. Indexing computes an eps once
+    and keeps it (the sequence then behaves like a list); the host reads with
+    :meth:`take` instead, which keeps nothing, so a sweep over many budgets never holds
+    more than one copy of the inputs. ``attacks_on_read`` says whether ``compute`` runs
+    the attack (the host then counts each eps's model passes apart) or only thresholds
+    a finished search.
+    """
+
+    def __init__(self, compute: Callable[[int], torch.Tensor], length: int, *,
+                 attacks_on_read: bool):
+        self._compute, self._length = compute, length
+        self._kept: dict[int, torch.Tensor] = {}
+        self.attacks_on_read = attacks_on_read
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _index(self, i: int) -> int:
+        if not -self._length <= i < self._length:
+            raise IndexError(f"eps index {i} out of range for a sweep of {self._length}")
+        return i % self._length
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._length))]
+        i = self._index(i)
+        if i not in self._kept:
+            self._kept[i] = self._compute(i)
+        return self._kept[i]
+
+    def take(self, i: int) -> torch.Tensor:
+        """The adversarials of eps ``i``, computed now (or handed over if already read)
+        and not kept."""
+        i = self._index(i)
+        return self._kept.pop(i) if i in self._kept else self._compute(i)
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:

@@ -406,7 +406,11 @@ class FixedBudgetAttack(Attack):
       data bounds (L0 outputs are only clipped to the bounds: the host rejects any over
       budget);
     * crafts on ``source_model`` when given (transfer) and records
-      ``details["crafted_on"]``.
+      ``details["crafted_on"]``;
+    * returns the adversarials as a lazy sequence
+      (:class:`robench.attack_runtime.LazySweep`): each eps is computed when it is
+      first read, and the host reads one eps at a time, so memory stays flat over the
+      grid and the host counts each eps's model passes apart.
 
     Adversarial training calls ``perturb`` directly (one batch, the training
     generator), so it should return inputs within the budget and the bounds itself; the
@@ -455,9 +459,10 @@ class FixedBudgetAttack(Attack):
                                     generator=gen)
             return rt.project(xs, self._chunked(call, xs, ys, ts, seed), eps, tm, bounds)
 
-        adversarials: list[Any] = [None] * len(epsilons)
-        with rt.eval_mode(crafting):
-            if incremental:
+        adversarials: Sequence[Any]
+        if incremental:
+            adversarials = [None] * len(epsilons)
+            with rt.eval_mode(crafting):
                 current = x.clone()
                 broken = rt.succeeded(crafting, x, y, targets).to(x.device)
                 for i in sorted(range(len(epsilons)), key=lambda j: float(epsilons[j])):
@@ -469,9 +474,15 @@ class FixedBudgetAttack(Attack):
                         broken = broken | rt.succeeded(crafting, current, y, targets).to(
                             x.device)
                     adversarials[i] = current.clone() if eps > 0 else x.clone()
-            else:
-                adversarials = [at(float(eps), x, y, targets) if eps > 0 else x.clone()
-                                for eps in epsilons]
+        else:
+            def compute(i: int):
+                eps = float(epsilons[i])
+                if eps <= 0:
+                    return x.clone()
+                with rt.eval_mode(crafting):
+                    return at(eps, x, y, targets)
+
+            adversarials = rt.LazySweep(compute, len(epsilons), attacks_on_read=True)
         details = {"minimal": False, "incremental": incremental,
                    "crafted_on": "source_model" if source_model is not None else "model"}
         return self.result(epsilons, adversarials=adversarials, details=details)
@@ -527,8 +538,9 @@ class MinimalAttack(Attack):
         dist = rt.distance(x, adv, ThreatModel(self.threat_model).value)
         dist = torch.where(fooled, dist, torch.full_like(dist, float("inf")))
         shape = (-1, *([1] * (x.dim() - 1)))
-        adversarials = [torch.where((dist <= float(eps)).view(shape), adv, x)
-                        for eps in epsilons]
+        adversarials = rt.LazySweep(
+            lambda i: torch.where((dist <= float(epsilons[i])).view(shape), adv, x),
+            len(epsilons), attacks_on_read=False)
         details = {"minimal": True, "minimal_distances": dist.cpu(),
                    "crafted_on": "source_model" if source_model is not None else "model"}
         return self.result(epsilons, adversarials=adversarials, details=details)
@@ -668,8 +680,12 @@ class Executor(Component):
     (:class:`robench.work.CellWork`, :class:`robench.work.CellOutcome`), so an executor
     may run them in other processes or machines. An executor that runs several items at
     once sets ``workers`` (the host then gives each one ``cores // workers`` torch
-    threads unless ``[experiment] threads`` says otherwise). The local executor runs
-    them in-process one at a time; others come as plugins.
+    threads unless ``[experiment] threads`` says otherwise), and ``threads`` when it
+    sizes its workers' threads itself (then used instead of ``cores // workers``). An
+    item may declare ``timeout`` (seconds, or None); an executor that loses an item (its
+    worker died, or was stopped past the timeout) yields ``item.failed(error)`` as its
+    outcome. The local executor runs them in-process one at a time; ``processes`` and
+    ``dask`` run them in worker processes.
     """
 
     kind = "executor"

@@ -46,9 +46,12 @@ class PassCounter(nn.Module):
     def __init__(self, model: nn.Module, inputs: torch.Tensor):
         super().__init__()
         self.model = model
+        self.train(model.training)  # the wrapper's mode is the model's
         flat = inputs.detach().flatten(1).float()
-        unique, self._group = torch.unique(flat, dim=0, return_inverse=True)
+        unique, group = torch.unique(flat, dim=0, return_inverse=True)
+        self._group = group.cpu()
         self._originals = unique
+        self._on_device = {unique.device: unique}  # copies made once per device
         self._group_size = torch.bincount(self._group, minlength=len(unique)).double()
         self._forward = torch.zeros(len(unique), dtype=torch.float64)
         self._backward = torch.zeros(len(unique), dtype=torch.float64)
@@ -75,7 +78,9 @@ class PassCounter(nn.Module):
     def _match(self, x: torch.Tensor) -> torch.Tensor:
         """Index of the closest attacked input (unique group) of every row of ``x``."""
         flat = x.detach().flatten(1).float()
-        originals = self._originals.to(flat.device)
+        if flat.device not in self._on_device:
+            self._on_device[flat.device] = self._originals.to(flat.device)
+        originals = self._on_device[flat.device]
         best = torch.full((len(flat),), float("inf"), device=flat.device)
         index = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
         for start in range(0, len(originals), MATCH_CHUNK):
@@ -103,3 +108,11 @@ class PassCounter(nn.Module):
         def hook(grad):
             self._backward.index_add_(0, groups, torch.ones(len(groups), dtype=torch.float64))
         return hook
+
+
+def total_passes(counters: list[PassCounter]) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward passes per attacked input, summed over ``counters`` (the
+    attacked model's and, for a transfer attack, the source model's)."""
+    forward = np.sum([c.forward_counts for c in counters], axis=0)
+    backward = np.sum([c.backward_counts for c in counters], axis=0)
+    return forward, backward

@@ -11,13 +11,16 @@ checked (classes in range, distances finite and non-negative) and fail otherwise
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .attack_runtime import LazySweep
 from .components import AttackResult, ThreatModel
+from .counting import PassCounter, total_passes
 
 LINF_TOL = 1e-5   # float32 rounding of x + eps
 NORM_RTOL = 1e-4  # l1 / l2: relative tolerance
@@ -85,6 +88,21 @@ def check_predictions(pred: torch.Tensor, dist: torch.Tensor, num_classes: int,
                          f"distances are finite and non-negative")
 
 
+def _readout(result: AttackResult, i: int, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An attack's own confidence read-out at eps ``i`` (``details["readout_confidence"]``
+    and ``["readout_margin"]``, ``(E, N)``), NaN where the host rejected the input or
+    the attack gave none."""
+    out = []
+    for name in ("readout_confidence", "readout_margin"):
+        values = result.details.get(name)
+        if isinstance(values, torch.Tensor):
+            column = values[i].detach().cpu().float().numpy()
+            out.append(np.where(ok, column, np.nan))
+        else:
+            out.append(np.full(len(ok), np.nan, dtype="float32"))
+    return out[0], out[1]
+
+
 def _frame(columns: dict[str, list[np.ndarray]], epsilons, samples: np.ndarray, source: str,
            labels: np.ndarray, targets: np.ndarray | None,
            pred_clean: np.ndarray) -> pd.DataFrame:
@@ -116,6 +134,10 @@ def _frame(columns: dict[str, list[np.ndarray]], epsilons, samples: np.ndarray, 
         "distance": np.concatenate(columns["distance"]).astype("float64"),
         "confidence": np.concatenate(columns["confidence"]).astype("float32"),
         "margin": np.concatenate(columns["margin"]).astype("float32"),
+        "readout_confidence": np.concatenate(columns["readout_confidence"]).astype("float32"),
+        "readout_margin": np.concatenate(columns["readout_margin"]).astype("float32"),
+        "forward_passes": np.concatenate(columns["forward_passes"]).astype("float64"),
+        "backward_passes": np.concatenate(columns["backward_passes"]).astype("float64"),
         "within_budget": ok,
         "correct_clean": (clean == label) & has_label,
         "correct_adv": (pred_adv == label) & has_label,
@@ -126,8 +148,9 @@ def _frame(columns: dict[str, list[np.ndarray]], epsilons, samples: np.ndarray, 
 def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
                 samples: np.ndarray, targets: torch.Tensor | None, *,
                 threat_model: ThreatModel, bounds: tuple[float, float], num_classes: int,
-                batch_size: int, device,
-                examples: int = 8) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+                batch_size: int, device, examples: int = 8,
+                counters: Sequence[PassCounter] = ()) -> tuple[pd.DataFrame,
+                                                               dict[str, np.ndarray]]:
     """Re-check ``result`` and return (rows, example arrays for reports).
 
     ``x``/``y``/``samples``/``targets`` are the attacked inputs, labels, data set indices
@@ -135,6 +158,12 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
     arrays for reports. ``result.epsilons`` must be the requested budgets. The rows
     carry every column of :data:`robench.results.RESULT_COLUMNS` except the cell and
     attack identity, which the runner adds.
+
+    Adversarials are read one eps at a time (a lazy sweep computes each on read).
+    ``counters`` are the :class:`robench.counting.PassCounter` s the attack ran on: a
+    sweep that attacks on read (:class:`robench.attack_runtime.LazySweep`) has its
+    passes counted per eps, any other result the passes of its whole run at every eps;
+    inputs the attack generated itself, or no counters, give NaN.
     """
     source = result.source
     if result.inputs is not None:
@@ -149,11 +178,28 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
     num_features = int(np.prod(x.shape[1:]))
     k = min(examples, n)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in (
-        "pred_adv", "distance", "confidence", "margin", "within_budget")}
+        "pred_adv", "distance", "confidence", "margin", "within_budget",
+        "readout_confidence", "readout_margin", "forward_passes", "backward_passes")}
     kept: dict[str, list] = {"adversarial": [], "pred_adv": []}
+    counted = bool(counters) and result.inputs is None
+    per_eps = counted and getattr(result.adversarials, "attacks_on_read", False)
+    if not per_eps:  # the whole run's passes at every eps
+        nan = np.full(n, np.nan)
+        forward, backward = total_passes(list(counters)) if counted else (nan, nan)
+        columns["forward_passes"] = [forward] * len(result.epsilons)
+        columns["backward_passes"] = [backward] * len(result.epsilons)
     if result.adversarials is not None:  # one eps at a time: a lazy sequence is not held
-        for eps, adv in zip(result.epsilons, result.adversarials):
-            adv = adv.detach().cpu().float()
+        for i, eps in enumerate(result.epsilons):
+            if per_eps:
+                for counter in counters:
+                    counter.reset()
+            sweep = result.adversarials
+            adv = (sweep.take(i) if isinstance(sweep, LazySweep) else sweep[i]).detach()
+            adv = adv.cpu().float()
+            if per_eps:
+                forward, backward = total_passes(list(counters))
+                columns["forward_passes"].append(forward)
+                columns["backward_passes"].append(backward)
             if adv.shape != x.shape:
                 raise ValueError(f"attack returned adversarials of shape {tuple(adv.shape)} "
                                  f"for inputs of shape {tuple(x.shape)} at eps={eps}")
@@ -169,6 +215,9 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
             columns["margin"].append(np.where(ok_np, margin.numpy(), np.nan))
             columns["distance"].append(dist.numpy())
             columns["within_budget"].append(ok_np)
+            for name, values in zip(("readout_confidence", "readout_margin"),
+                                    _readout(result, i, ok_np)):
+                columns[name].append(values)
             kept["adversarial"].append(adv[:k].numpy().copy())  # not a view of all of adv
             kept["pred_adv"].append(columns["pred_adv"][-1][:k])
             del adv
@@ -186,6 +235,8 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
                 within_budget(dist, eps, threat_model, num_features).numpy())
             columns["confidence"].append(np.full(n, np.nan, dtype="float32"))
             columns["margin"].append(np.full(n, np.nan, dtype="float32"))
+            columns["readout_confidence"].append(np.full(n, np.nan, dtype="float32"))
+            columns["readout_margin"].append(np.full(n, np.nan, dtype="float32"))
     rows = _frame(columns, result.epsilons, samples, source, y.numpy(),
                   None if targets is None else targets.numpy(), pred_clean)
     arrays: dict[str, np.ndarray] = {}

@@ -66,6 +66,22 @@ RESULT_SCHEMA: tuple[Column, ...] = CELL_SCHEMA + (
            "rejected"),
     Column("margin", "float32", "probability", "top-1 minus top-2 softmax probability on the "
            "adversarial input, at temperature 1; missing as ``confidence``"),
+    Column("readout_confidence", "float32", "probability", "the attack's own confidence "
+           "read-out of ``pred_adv`` (the fooling attack: softmax of the logits times its "
+           "``readout_temperature``, recorded in the unit's details); missing for other "
+           "attacks and as ``confidence``"),
+    Column("readout_margin", "float32", "probability", "top-1 minus top-2 of that read-out; "
+           "missing as ``readout_confidence``"),
+    Column("forward_passes", "float64", "passes", "forward passes of the model the attack "
+           "spent on this input (on the transfer source as well, for transfer attacks): "
+           "per eps for fixed-budget attacks (0 at eps 0), the one search's passes at every "
+           "eps for minimal attacks, the whole sweep's at every eps for attacks that sweep "
+           "themselves; the host's own re-check is not counted. Inputs that share their "
+           "values (one input, several targets) share their passes. Missing for inputs the "
+           "attack generated itself"),
+    Column("backward_passes", "float64", "passes", "gradients with respect to the input "
+           "the attack took through the model for this input, counted as "
+           "``forward_passes``"),
     Column("correct_clean", "bool", "", "``pred_clean == label``"),
     Column("correct_adv", "bool", "", "``pred_adv == label``"),
     Column("within_budget", "bool", "", "False where the host rejected an adversarial input "

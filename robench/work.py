@@ -394,6 +394,7 @@ class Worker:
         import torch
 
         from .components import ThreatModel
+        from .counting import PassCounter
         from .evaluation import result_rows
 
         data = self.data()
@@ -408,12 +409,23 @@ class Worker:
             x, y, samples = x[index], y[index], samples[index.numpy()]
         guarded = [m for m in (model, source) if m is not None]
         before = [_state(m) for m in guarded]
+        attacked = x.to(self.device, copy=True)
+        counters = [PassCounter(m, attacked) for m in guarded]  # the attack's view only
+        threat_model = ThreatModel(attack.threat_model)
         try:
-            result = attack.run(model, x.to(self.device, copy=True),
-                                y.to(self.device, copy=True), list(spec.epsilons),
-                                bounds=data.info.bounds,
+            result = attack.run(counters[0], attacked, y.to(self.device, copy=True),
+                                list(spec.epsilons), bounds=data.info.bounds,
                                 targets=None if targets is None else targets.to(self.device),
-                                source_model=source, generator=generator)
+                                source_model=counters[1] if source is not None else None,
+                                generator=generator)
+            check_epsilons(result.epsilons, spec.epsilons)
+            result = dataclasses.replace(result, epsilons=list(spec.epsilons))
+            # a lazy sweep attacks as it is read: the guard below covers it too
+            rows, arrays = result_rows(
+                model, result, x, y, samples, targets, threat_model=threat_model,
+                bounds=data.info.bounds, num_classes=data.info.num_classes,
+                batch_size=getattr(attack.options, "batch_size", 256), device=self.device,
+                examples=spec.examples, counters=counters)
         finally:
             changed = [name for m, state in zip(guarded, before) for name in
                        _restore(m, state)]
@@ -421,14 +433,6 @@ class Worker:
             raise RuntimeError(f"attack {spec.label!r} changed the model's state "
                                f"({', '.join(changed[:5])}); the model was restored and "
                                f"the unit's results discarded")
-        check_epsilons(result.epsilons, spec.epsilons)
-        result = dataclasses.replace(result, epsilons=list(spec.epsilons))
-        threat_model = ThreatModel(attack.threat_model)
-        rows, arrays = result_rows(
-            model, result, x, y, samples, targets, threat_model=threat_model,
-            bounds=data.info.bounds, num_classes=data.info.num_classes,
-            batch_size=getattr(attack.options, "batch_size", 256), device=self.device,
-            examples=spec.examples)
         library = result.library or type(attack).library
         for col, value in unit.cell.identity().items():
             rows[col] = value
