@@ -63,7 +63,7 @@ def cell_rows(metrics: Sequence[Metric], cell: CellData
     for metric in metrics:
         try:
             rows = metric.from_cell(cell)
-        except Exception:
+        except (Exception, SystemExit):  # sys.exit in a metric is its failure
             errors[metric.name] = traceback.format_exc()
             continue
         if rows is not None and len(rows):
@@ -86,7 +86,7 @@ def compute(metrics: Sequence[Metric], results: pd.DataFrame,
     def run(metric: Metric, stage: str, argument: pd.DataFrame) -> None:
         try:
             rows = getattr(metric, stage)(argument)
-        except Exception:
+        except (Exception, SystemExit):  # sys.exit in a metric is its failure
             errors[metric.name] = errors.get(metric.name, "") + traceback.format_exc()
             return
         if rows is not None and len(rows):

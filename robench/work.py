@@ -171,6 +171,11 @@ def _process_worker(work: CellWork) -> Worker:
     return _PROCESS_WORKER[key]
 
 
+CONTAINED = (Exception, SystemExit)
+"""What a failing cell, unit or metric may raise and still be recorded as its own
+failure (``sys.exit`` in a plugin included); KeyboardInterrupt ends the run."""
+
+
 def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
@@ -321,7 +326,7 @@ class Worker:
                 outcome.metric_errors = self.cell_metrics(cell, model, work)
                 record.metrics_key = metrics_key(cell, self.spec)
             record.status = "done"
-        except Exception as err:
+        except CONTAINED as err:
             record.status, record.error = "failed", _error(err)
             record.traceback = traceback.format_exc()
             for unit in work.units:
@@ -366,7 +371,7 @@ class Worker:
             source = (self.model(sources[unit.attack.source])[0] if unit.attack.source
                       else None)
             rows, arrays, result, library = self._attack(unit, model, source)
-        except Exception as err:
+        except CONTAINED as err:
             record.status, record.error = "failed", _error(err)
             record.traceback = traceback.format_exc()
             return record
