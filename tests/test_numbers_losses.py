@@ -177,6 +177,15 @@ def test_clip_matrix_caps_singular_values_by_hand():
     torch.testing.assert_close(out.double(), expected, atol=1e-6, rtol=0)
 
 
+def test_clip_matrix_of_a_wide_and_a_tall_matrix():
+    """[[3, 0, 0], [0, 0.5, 0]] clipped at 1 is [[1, 0, 0], [0, 0.5, 0]]; its transpose
+    likewise."""
+    w = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    expected = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    torch.testing.assert_close(clip_matrix(w, 1.0), expected)
+    torch.testing.assert_close(clip_matrix(w.T, 1.0), expected.T)
+
+
 def test_conv_operator_norm_matches_the_dense_operator():
     gen = torch.Generator().manual_seed(1)
     kernel = torch.randn(3, 2, 3, 3, generator=gen)
@@ -213,6 +222,7 @@ def test_clip_conv_bounds_the_dense_operator(exact):
     assert before.max() > 2.0
     if exact:
         assert after.max() == pytest.approx(1.0, abs=1e-9)
+        torch.testing.assert_close(clip_conv(kernel, (6, 6), 1.0), out)  # the default
     else:  # the crop alone: close to the bound, not rescaled onto it
         assert 1.0 < after.max() < before.max()
 
