@@ -370,10 +370,12 @@ def test_an_attack_without_a_batch_size_gets_every_input_at_once():
 def test_global_randomness_is_seeded_per_chunk_and_restored():
     """The same run generator gives the same noise twice, and the caller's global RNG
     stream is left where it was."""
+    model = larger_feature()  # building a layer draws from the global RNG
+
     def sweep():
         generator = torch.Generator().manual_seed(3)
         result = Noisy(options=Batch(batch_size=2)).run(
-            larger_feature(), X, Y, [0.25], bounds=(0.0, 1.0), generator=generator)
+            model, X, Y, [0.25], bounds=(0.0, 1.0), generator=generator)
         return list(result.adversarials)[0]
 
     torch.manual_seed(0)
