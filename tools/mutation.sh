@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Mutation testing (mutmut 3) of the modules that decide robench's numbers.
 #
-#   tools/mutation.sh MODULE [SCRATCH]
+#   tools/mutation.sh MODULE [SCRATCH [GLOB...]]
 #
-# MODULE is one of: evaluation sweeps tables losses runner (see docs/mutation.md).
+# MODULE is one of: evaluation sweeps tables losses runner (see docs/mutation.md);
+# GLOBs (mutant names, e.g. "robench.runner.x_plan*") narrow the run to some functions.
 # Runs outside CI, on one core, in a scratch copy of the last commit (SCRATCH, default
 # a new temporary directory), never in the working tree. Prints every mutant that is not
 # killed and the score, counting timeouts, untested and unchecked mutants as survivors.
@@ -54,6 +55,7 @@ case $module in
     canary="robench/runner.py:plan" ;;
   *) echo "unknown module $module" >&2; exit 2 ;;
 esac
+if [ $# -gt 2 ]; then shift 2; globs="$*"; fi
 
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ROBENCH_DISABLE_PLUGIN_AUTOLOAD=1
 
