@@ -9,7 +9,7 @@
 # a new temporary directory), never in the working tree. Prints every mutant that is not
 # killed and the score, counting timeouts, untested and unchecked mutants as survivors.
 # Needs `pip install mutmut` (3.x) in the active environment.
-set -euo pipefail
+set -euo pipefail -o noglob  # the mutant-name globs are mutmut's, not the shell's
 
 module=${1:?usage: tools/mutation.sh evaluation|sweeps|tables|losses|runner [SCRATCH]}
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
