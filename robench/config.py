@@ -210,6 +210,8 @@ class ExperimentSpec:
     raw: dict[str, Any]
     threads: int | None = None
     unit_timeout: float | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+    """The ``-o KEY=VALUE`` overrides applied to the file's values (key, value), in order."""
 
     @property
     def report_formats(self) -> tuple[str, ...]:
@@ -567,7 +569,8 @@ def parse_experiment(raw: dict[str, Any], *, file: str = "<experiment>", text: s
     raw = apply_overrides(raw, changes, file=file)
     ctx = _Ctx(file, text, registry or get_registry(), changes)
     try:
-        return _parse_experiment(ctx, raw)
+        return dataclasses.replace(_parse_experiment(ctx, raw),
+                                   overrides=tuple((o.key, o.value) for o in changes))
     except ConfigError:
         raise
     except RecursionError:

@@ -283,7 +283,16 @@ class Runner:
             attacks={a.label: self._attack_record(a) for a in self.spec.attacks},
             cells=cells, units=units,
             metric_errors=dict(previous.metric_errors) if previous else {},
-            extra=dict(previous.extra) if previous else {})
+            extra=self._extra(previous))
+
+    def _extra(self, previous: RunRecord | None) -> dict[str, Any]:
+        """run.json's further keys: the previous run's, with this run's ``overrides``
+        (the ``-o KEY=VALUE`` values applied over the file's, absent when none)."""
+        extra = {k: v for k, v in (previous.extra if previous else {}).items()
+                 if k != "overrides"}
+        if self.spec.overrides:
+            extra["overrides"] = dict(self.spec.overrides)
+        return extra
 
     def _unit_record(self, unit: Unit, old: UnitRecord | None) -> UnitRecord:
         """``unit``'s record: done when its part is intact and holds its key (a part

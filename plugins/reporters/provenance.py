@@ -181,6 +181,9 @@ class Provenance(Reporter):
             ("experiment", experiment.name),
             ("experiment file", experiment.file),
             ("config hash", experiment.config_hash),
+            ("overrides (-o, not in the file below)",
+             ", ".join(f"{k} = {json.dumps(v, default=str)}"
+                       for k, v in record.extra.get("overrides", {}).items()) or None),
             ("git commit", record.git_commit),
             ("status", record.status),
             ("robench", record.robench_version),
