@@ -31,15 +31,14 @@ def export_run(run, *, tracking_uri: str | None = None, experiment: str = "roben
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found is not None else \
         client.create_experiment(experiment, artifact_location=artifact_location)
-    record = run.store.read_run()
-    config = record["experiment"]
-    mlflow_run = client.create_run(experiment_id, run_name=config["name"])
+    record = run.store.record()
+    mlflow_run = client.create_run(experiment_id, run_name=record.experiment.name)
     run_id = mlflow_run.info.run_id
-    params = {"config_hash": config["config_hash"], "name": config["name"],
-              "seeds": record.get("seeds"), "device": record.get("device")}
-    for label, attack in record.get("attacks", {}).items():
-        params[f"attack.{label}"] = attack.get("component")
-        params[f"attack.{label}.epsilons"] = attack.get("epsilons")
+    params = {"config_hash": record.experiment.config_hash, "name": record.experiment.name,
+              "seeds": record.seeds, "device": record.device}
+    for label, attack in record.attacks.items():
+        params[f"attack.{label}"] = attack.component
+        params[f"attack.{label}.epsilons"] = attack.epsilons
     for key, value in params.items():
         client.log_param(run_id, key, str(value)[:6000])
     metrics = run.metrics  # the metrics' own rows: nothing is recomputed here

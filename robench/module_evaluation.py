@@ -28,7 +28,7 @@ from .components import DataInfo, Dataset, LoadedData, Model
 
 DATASET = "robench.tensors"
 MODEL = "robench.module"
-DEFAULT_METRICS = ("clean_accuracy", "robust_accuracy")
+DEFAULT_METRICS = ("clean_accuracy", "robust_accuracy", "worst_case")
 
 
 def tensor_digest(*tensors, module=None) -> str:

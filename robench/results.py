@@ -151,13 +151,6 @@ class RunStore:
     def exists(self) -> bool:
         return self.run_json_path.is_file()
 
-    def read_run(self) -> dict[str, Any]:
-        """The parsed run.json (raises RobenchError naming the path if missing)."""
-        if not self.exists():
-            raise RobenchError(f"{self.run_json_path}: not a robench run directory "
-                                    f"(no run.json)")
-        return json.loads(self.run_json_path.read_text())
-
     def record(self) -> RunRecord:
         """run.json as a typed :class:`robench.record.RunRecord` (RobenchError naming the
         file when it is missing or damaged)."""
