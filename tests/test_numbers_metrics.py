@@ -244,6 +244,57 @@ def test_minimal_and_median_distances_by_hand():
     assert value(med, metric="adversarial_found", convention="conditional") == 0.5
 
 
+def scipy_interval(values, level, seed, resamples):
+    """scipy's percentile bootstrap of the mean, called directly."""
+    from scipy import stats
+
+    res = stats.bootstrap((np.asarray(values, dtype="float64"),), np.mean,
+                          n_resamples=resamples, confidence_level=level,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def test_clean_accuracy_interval_is_scipys_bootstrap_with_the_given_settings():
+    results = curve([0.1], [[0]])  # clean: 1, 1, 1, 0
+    plain = tables.clean_accuracy(results)
+    assert "lower" not in plain.columns and "upper" not in plain.columns
+    acc = tables.clean_accuracy(results, bootstrap=50, level=0.5, seed=7)
+    low, high = scipy_interval([1, 1, 1, 0], 0.5, 7, 50)
+    assert (acc["lower"].iloc[0], acc["upper"].iloc[0]) == (pytest.approx(low),
+                                                            pytest.approx(high))
+    acc = tables.robust_accuracy(curve([0.1], [[0, 1]]), bootstrap=50, level=0.6, seed=3)
+    row = acc[acc["convention"] == "unconditional"].iloc[0]
+    low, high = scipy_interval([1, 1, 0, 0], 0.6, 3, 50)
+    assert (row["lower"], row["upper"]) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_tables_are_sorted_by_their_keys_whatever_the_row_order():
+    """Rows given in reverse order (cell b before a, sample 2 before 0) come out sorted."""
+    a = curve([0.1, 0.2], [[0, 1, 2], [0]], model="a", cell="a")
+    b = curve([0.1, 0.2], [[0], [0]], model="b", cell="b")
+    results = pd.concat([a, b]).iloc[::-1].reset_index(drop=True)
+    assert tables.minimal_distances(results)["cell"].tolist() == ["a"] * 4 + ["b"] * 4
+    assert tables.minimal_distances(results)["sample"].tolist() == [0, 1, 2, 3] * 2
+    med = tables.median_distance(results)
+    assert med[med["metric"] == "median_distance"]["cell"].tolist() == ["a", "b"] * 2
+    out = tables.attack_success(results)
+    assert out[out["metric"] == "success_rate"]["cell"].tolist() == ["a", "a", "b", "b"]
+    assert out[out["metric"] == "success_rate"]["epsilon"].tolist() == [0.1, 0.2] * 2
+    acc = tables.robust_accuracy(results)
+    assert acc["cell"].tolist()[:4] == ["a", "a", "b", "b"]
+
+
+def test_median_distance_rows_carry_their_keys_and_counts():
+    results = curve([0.1], [[0]])
+    med = tables.median_distance(results)
+    assert set(med["cell"]) == {CELL["cell"]} and set(med["attack"]) == {"pgd"}
+    assert med.set_index(["metric", "convention"])["n"].to_dict() == {
+        ("median_distance", "unconditional"): 4, ("adversarial_found", "unconditional"): 4,
+        ("median_distance", "conditional"): 3, ("adversarial_found", "conditional"): 3}
+    assert med.set_index("metric")["higher_is_better"].to_dict() == {
+        "median_distance": True, "adversarial_found": False}
+
+
 def test_attack_success_by_hand():
     results = frame([
         {"epsilon": 0.1, "sample": 0, "label": 0, "pred_clean": 0, "pred_adv": 1,
@@ -255,3 +306,7 @@ def test_attack_success_by_hand():
     assert value(out, metric="success_rate") == 0.5
     assert value(out, metric="mean_distance") == pytest.approx(0.2)
     assert value(out, metric="mean_distance_success") == pytest.approx(0.1)
+    assert out.set_index("metric")["higher_is_better"].to_dict() == {
+        "success_rate": False, "mean_distance": True, "mean_distance_success": True}
+    assert set(out["n"]) == {2} and set(out["cell"]) == {CELL["cell"]}
+    assert set(out["epsilon"]) == {0.1} and set(out["attack"]) == {"pgd"}
