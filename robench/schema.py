@@ -106,11 +106,18 @@ METRIC_SCHEMA: tuple[Column, ...] = (
 always present; the grouping columns only where the metric is grouped by them, and a
 metric may add columns of its own (e.g. ``convention``, ``layer``, ``low``/``high``)."""
 
+HISTORY_SUBSET = 1000
+"""Examples of each split the training history measures after every epoch but the last
+(:mod:`robench.training`); the full splits are measured after the last."""
+
 HISTORY_SCHEMA: tuple[Column, ...] = (
     Column("epoch", "int64", "", "epoch (1-based); 0 is the model before training"),
     Column("split", "str", "", "``train`` or ``test``"),
-    Column("loss", "float64", "nats", "mean cross-entropy on the split, in eval mode"),
-    Column("accuracy", "float64", "fraction", "clean accuracy on the split, in eval mode"),
+    Column("loss", "float64", "nats", "mean cross-entropy on the split, in eval mode: on "
+           "the full split at the last epoch, on a fixed seeded subset of "
+           f"{HISTORY_SUBSET:,} examples of it (the same every epoch and cell; all of a smaller split) before"),
+    Column("accuracy", "float64", "fraction", "clean accuracy on the split, in eval mode, "
+           "measured on the examples ``loss`` is"),
 ) + CELL_SCHEMA
 """Columns of the training histories frame (``Run.histories``)."""
 

@@ -3,7 +3,9 @@
 The loop itself holds no defense logic; it calls the :class:`robench.Defense` hooks of
 the cell's stack at fixed points (see that class). After every epoch it measures loss
 and accuracy on the training and test sets *in eval mode* (not the running training
-loss), which the generalisation-gap metrics need (Wen et al. 2020).
+loss), which the generalisation-gap metrics need (Wen et al. 2020): on a fixed seeded
+subset of :data:`HISTORY_SUBSET` examples of each split before training and after every
+epoch but the last, and on the full splits after the last.
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ from torch import nn
 
 from .components import Defense, LoadedData, Model, TrainingContext
 from .config import TrainingSpec
+from .schema import HISTORY_SUBSET
+
+HISTORY_SEED = 0
+"""Seed of the history subsets: the same examples every epoch, for every cell, drawn
+apart from the training randomness."""
+
+
+def history_subset(n: int) -> torch.Tensor:
+    """Indices (sorted) of the fixed subset of a split of ``n`` examples that the history
+    measures between epochs: all of them when ``n <= HISTORY_SUBSET``."""
+    if n <= HISTORY_SUBSET:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(HISTORY_SEED)
+    return torch.randperm(n, generator=generator)[:HISTORY_SUBSET].sort().values
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -83,7 +99,8 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
     """Train ``model`` in place; return the per-epoch history.
 
     History columns: ``epoch`` (0 = before training), ``split`` ("train"/"test"),
-    ``loss``, ``accuracy``, all measured in eval mode on the full splits.
+    ``loss``, ``accuracy``, all measured in eval mode: on the full splits after the last
+    epoch, on the fixed subsets of :func:`history_subset` before it.
     """
     from tqdm.auto import tqdm
 
@@ -95,8 +112,12 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
     n = len(x_train)
     rows = []
 
+    splits = {"train": (x_train, y_train), "test": (data.x_test, data.y_test)}
+    subsets = {name: (x[index], y[index]) for name, (x, y) in splits.items()
+               for index in [history_subset(len(x))]}
+
     def record(epoch: int):
-        for split, (x, y) in (("train", (x_train, y_train)), ("test", (data.x_test, data.y_test))):
+        for split, (x, y) in (splits if epoch == spec.epochs else subsets).items():
             loss, acc = evaluate(model, x, y, 512, device)
             rows.append({"epoch": epoch, "split": split, "loss": loss, "accuracy": acc})
 

@@ -145,3 +145,37 @@ def test_weights_that_overflow_stop_training_with_a_clear_message():
 def test_finite_training_is_untouched():
     history = _train(TrainingSpec(epochs=2))
     assert history["loss"].notna().all() and len(history) == 6
+
+
+def test_history_measures_a_fixed_subset_between_epochs_and_the_full_splits_at_the_end():
+    """A model that always predicts class 0 (and learns nothing: lr = 1e-30) has, on any set of
+    examples, accuracy = the fraction labelled 0 and mean loss = log(1 + e^-1) + the
+    fraction labelled 1; the history must measure 1,000 training examples, the same ones
+    every epoch, and the full 1,500 after the last epoch; the 600 test examples (fewer
+    than 1,000) always in full."""
+    from robench.schema import HISTORY_SUBSET
+
+    assert HISTORY_SUBSET == 1000
+    n_train, n_test, ones_train, ones_test, epochs = 1500, 600, 700, 150, 3
+    gen = torch.Generator().manual_seed(0)
+    x_train, x_test = torch.rand(n_train, 2, generator=gen), torch.rand(n_test, 2, generator=gen)
+    y_train = (torch.arange(n_train) < ones_train).long()
+    y_test = (torch.arange(n_test) < ones_test).long()
+    info = DataInfo(name="t", input_shape=(2,), num_classes=2)
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.copy_(torch.tensor([1.0, 0.0]))
+    ctx = TrainingContext(info=info, device="cpu", epochs=epochs, generator=gen, attack=None)
+    history = train(model, _Linear(), LoadedData(info, x_train, y_train, x_test, y_test),
+                    TrainingSpec(epochs=epochs, lr=1e-30), [], ctx, progress=False)
+    np.testing.assert_allclose(history["loss"], np.log1p(np.exp(-1.0))
+                               + 1 - history["accuracy"], rtol=1e-6)
+    train_rows = history[history["split"] == "train"].set_index("epoch")["accuracy"]
+    test_rows = history[history["split"] == "test"].set_index("epoch")["accuracy"]
+    assert train_rows[epochs] == pytest.approx(1 - ones_train / n_train)
+    between = train_rows[train_rows.index < epochs]
+    assert between.nunique() == 1  # the same examples every epoch
+    assert between.iloc[0] != pytest.approx(train_rows[epochs])
+    assert round(between.iloc[0] * HISTORY_SUBSET, 6).is_integer()  # 1,000 examples
+    np.testing.assert_allclose(test_rows, 1 - ones_test / n_test)
