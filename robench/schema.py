@@ -115,7 +115,8 @@ HISTORY_SCHEMA: tuple[Column, ...] = (
     Column("split", "str", "", "``train`` or ``test``"),
     Column("loss", "float64", "nats", "mean cross-entropy on the split, in eval mode: on "
            "the full split at the last epoch, on a fixed seeded subset of "
-           f"{HISTORY_SUBSET:,} examples of it (the same every epoch and cell; all of a smaller split) before"),
+           f"{HISTORY_SUBSET:,} examples of it (the same every epoch and cell; all of a "
+           "smaller split) before"),
     Column("accuracy", "float64", "fraction", "clean accuracy on the split, in eval mode, "
            "measured on the examples ``loss`` is"),
 ) + CELL_SCHEMA
