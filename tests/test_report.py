@@ -376,6 +376,34 @@ def test_every_builtin_metric_renders(tmp_path):
     assert "worst-case accuracy vs epsilon" in [f.get_label() for f in figures]
 
 
+@pytest.mark.parametrize("only", ["robust_accuracy", "clean_accuracy", "auc"])
+def test_every_reporter_renders_a_run_with_one_metric(tmp_path, only):
+    """A run that lists a single metric leaves the other metrics' rows empty: every
+    built-in reporter still renders (an empty frame once broke the headline table)."""
+    run_dir = make_run_dir(tmp_path / "run")
+    store = RunStore(run_dir)
+    registry = build_registry(autoload=False)
+    metrics, errors = compute([registry.get("metric", only)()], store.results)
+    assert not errors and set(metrics["metric"]) <= {only, f"{only}_conditional"} | {
+        m for m in metrics["metric"] if m.startswith(only)}
+    atomic_write_parquet(store.metrics_path, metrics)
+    sections = collect_sections(store, registry)
+    assert not [s.title for s in sections if s.title.startswith("Reporter")], \
+        [s.text for s in sections if s.title.startswith("Reporter")]
+
+
+def test_groups_of_an_empty_frame_with_several_keys():
+    """Grouping no rows by two keys (e.g. model and defense when a run lists no
+    clean_accuracy) gives an empty group column, not an error."""
+    from robench_plugins.reporters import _common as C
+
+    empty = pd.DataFrame(columns=["model", "defense", "value"])
+    assert C.add_group(empty, ["model", "defense"])["group"].tolist() == []
+    two = pd.DataFrame({"model": ["mlp", "cnn"], "defense": ["none", "l2"], "value": [1, 2]})
+    assert C.add_group(two, ["model", "defense"])["group"].tolist() == ["mlp / none",
+                                                                       "cnn / l2"]
+
+
 def test_broken_reporter_is_reported_and_others_survive(tmp_path):
     class Broken(Reporter):
         """Always fails."""

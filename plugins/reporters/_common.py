@@ -181,6 +181,9 @@ def add_group(frame, keys: Iterable[str], column: str = "group"):
     if not keys:
         frame[column] = "all"
         return frame
+    if not len(frame):  # agg over no rows gives a frame, not a column
+        frame[column] = np.array([], dtype=object)
+        return frame
     frame[column] = frame[keys].astype(str).agg(" / ".join, axis=1)
     return frame
 
