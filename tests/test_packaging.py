@@ -79,7 +79,10 @@ def test_every_imported_distribution_is_declared():
     undeclared = {}
     for module in sorted(imported_top_level_modules()):
         dists = {canonicalize_name(d) for d in providers.get(module, [])}
-        assert dists, f"{module} is imported but no installed distribution provides it"
+        if not dists:  # an optional integration whose extra is not installed here
+            assert canonicalize_name(module) in everything - deps["core"], \
+                f"{module} is imported but neither installed nor declared as an extra"
+            continue
         if not dists & everything:
             undeclared[module] = sorted(dists)
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
