@@ -221,6 +221,60 @@ def test_breakdown_point_is_the_first_eps_at_or_below_chance():
     assert set(never["note"]) == {"accuracy stays above chance up to eps=0.3"}
 
 
+def accuracy_rows(values, epsilons, **common) -> pd.DataFrame:
+    """A robust_accuracy table of one unconditional curve."""
+    return pd.DataFrame([{**CELL, "attack": "pgd", "threat_model": "linf",
+                          "convention": "unconditional", "metric": "robust_accuracy",
+                          "epsilon": e, "value": v, **common}
+                         for e, v in zip(epsilons, values)])
+
+
+def test_chance_includes_its_tiny_tolerance():
+    """An accuracy of exactly 1/2 + 1e-12 counts as at chance (two classes)."""
+    at = 0.5 + 1e-12
+    points = tables.breakdown_point(accuracy_rows([0.9, at, 0.1], [0.1, 0.2, 0.3]), 2)
+    assert points["value"].tolist() == [0.2]
+    assert points["metric"].tolist() == ["breakdown_eps"] and points["note"].tolist() == [""]
+    area = tables.auc(accuracy_rows([0.9, at, 0.1], [0.1, 0.2, 0.3]),
+                      compare=["dataset", "attack"], num_classes=2, until_chance=True)
+    assert area["eps_max"].tolist() == [0.2]
+
+
+def test_breakdown_and_auc_rows_are_sorted_by_their_keys():
+    rows = pd.concat([accuracy_rows([0.9, 0.1], [0.1, 0.2], model="b", cell="b"),
+                      accuracy_rows([0.9, 0.8], [0.1, 0.2], model="a", cell="a")])
+    assert tables.breakdown_point(rows, 2)["cell"].tolist() == ["a", "b"]
+    area = tables.auc(rows, compare=["dataset", "attack"])
+    assert area["cell"].tolist() == ["a", "b"]
+    assert area["value"].tolist() == pytest.approx([0.85, 0.5])
+    both = pd.concat([rows.assign(attack="z"), rows.assign(attack="y")])
+    assert tables.auc(both, compare=["dataset", "attack"])["attack"].tolist() == [
+        "y", "y", "z", "z"]
+
+
+def test_auc_intervals_only_when_asked_and_seeded():
+    """Per-sample areas on (0.1, 0.2, 0.4): 2/3, 2/3, 1/6, 0 (see sample_areas); the
+    interval is scipy's bootstrap of those with seed 0 by default."""
+    results = curve([0.1, 0.2, 0.4], [[0, 1, 2], [0, 1], []])
+    samples = tables.robust_samples(results)
+    acc = tables.robust_accuracy(results)
+    for kwargs in ({}, {"samples": samples}, {"bootstrap": 5}):
+        area = tables.auc(acc, compare=["dataset", "attack"], **kwargs)
+        assert "lower" not in area.columns
+    area = tables.auc(acc, compare=["dataset", "attack"], samples=samples, bootstrap=40)
+    row = area[area["convention"] == "unconditional"].iloc[0]
+    low, high = scipy_interval([2 / 3, 2 / 3, 1 / 6, 0.0], 0.95, 0, 40)
+    assert (row["lower"], row["upper"]) == (pytest.approx(low), pytest.approx(high))
+    one = tables.auc(acc, compare=["dataset", "attack"], samples=samples, bootstrap=1)
+    assert "lower" in one.columns
+
+
+def test_sample_areas_on_a_two_point_grid():
+    samples = tables.robust_samples(curve([0.1, 0.3], [[0, 1], [0]]))
+    areas = tables.sample_areas(samples, np.array([0.1, 0.3]))
+    assert areas.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0])
+
+
 def test_minimal_and_median_distances_by_hand():
     """Sample 0 broken at eps 0.2 (distance 0.15) and 0.3 (0.25): 0.15; sample 1 never
     broken: inf; sample 2 misclassified when clean: 0."""
