@@ -84,7 +84,8 @@ def test_report_renders_offline_in_chromium(browser, tmp_path):
         assert complete and width > 100 and height > 100 and src == "data:image/png;base64,"
     headings = browser.execute_script(
         "return Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
-    assert headings[:3] == ["Failures", "Summary", "Accuracy vs perturbation budget"]
+    # the answer first: failures, then every attack's curve and the worst case per configuration
+    assert headings[:3] == ["Failures", "Robustness at a glance", "Summary"]
     assert "swap exploded" in browser.find_element("tag name", "body").text
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []
