@@ -63,6 +63,12 @@ def test_auc_is_normalised_by_the_range_of_the_grid():
     assert tables.normalised_area(eps, np.ones(3)) == pytest.approx(1.0)
 
 
+def test_normalised_area_uses_the_first_and_last_eps():
+    """A repeated first eps (0.1, 0.1, 0.3) still spans 0.2."""
+    eps = np.array([0.1, 0.1, 0.3])
+    assert tables.normalised_area(eps, np.ones(3)) == pytest.approx(1.0)
+
+
 def test_normalised_area_needs_a_range():
     assert math.isnan(tables.normalised_area(np.array([0.1]), np.array([1.0])))
     assert math.isnan(tables.normalised_area(np.array([0.2, 0.2]), np.array([1.0, 1.0])))
@@ -124,6 +130,8 @@ def test_bootstrap_interval_contains_the_mean_and_is_degenerate_for_constants():
     row = acc[acc["convention"] == "unconditional"].iloc[0]
     assert row["lower"] <= row["value"] <= row["upper"] and row["lower"] < row["upper"]
     assert tables.bootstrap_interval(np.ones(5), resamples=50, level=0.9, seed=0) == (1, 1)
+    assert tables.bootstrap_interval(np.array([0.25]), resamples=50, level=0.9,
+                                     seed=0) == (0.25, 0.25)
     assert all(map(math.isnan, tables.bootstrap_interval(np.array([]), resamples=50,
                                                          level=0.9, seed=0)))
 
