@@ -330,6 +330,23 @@ def test_clean_accuracy_interval_is_scipys_bootstrap_with_the_given_settings():
     assert (row["lower"], row["upper"]) == (pytest.approx(low), pytest.approx(high))
 
 
+def test_robust_accuracy_intervals_only_when_asked_and_seeded():
+    results = curve([0.1], [[0, 1]])
+    assert "lower" not in tables.robust_accuracy(results).columns
+    samples = tables.robust_samples(results)
+    direct = tables.accuracy_from_samples(samples, list(tables.CELL), "m")
+    assert "lower" not in direct.columns
+    assert list(direct.index) == [0, 1]  # a fresh index over both conventions
+    assert direct.set_index("convention")["value"].to_dict() == {
+        "unconditional": 0.5, "conditional": pytest.approx(2 / 3)}
+    low, high = scipy_interval([1, 1, 0, 0], 0.95, 0, 30)
+    for acc in (tables.robust_accuracy(results, bootstrap=30),
+                tables.accuracy_from_samples(samples, list(tables.CELL), "m", bootstrap=30)):
+        row = acc[acc["convention"] == "unconditional"].iloc[0]
+        assert (row["lower"], row["upper"]) == (pytest.approx(low), pytest.approx(high))
+    assert tables.accuracy_from_samples(samples[:0], list(tables.CELL), "m").empty
+
+
 def test_tables_are_sorted_by_their_keys_whatever_the_row_order():
     """Rows given in reverse order (cell b before a, sample 2 before 0) come out sorted."""
     a = curve([0.1, 0.2], [[0, 1, 2], [0]], model="a", cell="a")
