@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .attack_runtime import LazySweep
+from .attack_runtime import LazySweep, release_freed_memory
 from .components import AttackResult, ThreatModel
 from .counting import PassCounter, total_passes
 
@@ -221,6 +221,7 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
             kept["adversarial"].append(adv[:k].numpy().copy())  # not a view of all of adv
             kept["pred_adv"].append(columns["pred_adv"][-1][:k])
             del adv
+            release_freed_memory()
     else:
         if result.predictions is None or result.distances is None:
             raise ValueError("an AttackResult needs adversarials, or predictions "

@@ -77,8 +77,11 @@ RESULT_SCHEMA: tuple[Column, ...] = CELL_SCHEMA + (
            "per eps for fixed-budget attacks (0 at eps 0), the one search's passes at every "
            "eps for minimal attacks, the whole sweep's at every eps for attacks that sweep "
            "themselves; the host's own re-check is not counted. Inputs that share their "
-           "values (one input, several targets) share their passes. Missing for inputs the "
-           "attack generated itself"),
+           "values (one input, several targets) share their passes. Each pass is attributed to "
+           "the attacked input closest to what the model saw: exact while an attack's points "
+           "stay closer to their own input than to any other; at budgets comparable to the "
+           "spacing of the inputs passes can move between inputs (their sum stays exact). "
+           "Missing for inputs the attack generated itself"),
     Column("backward_passes", "float64", "passes", "gradients with respect to the input "
            "the attack took through the model for this input, counted as "
            "``forward_passes``"),
