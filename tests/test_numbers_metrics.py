@@ -347,6 +347,61 @@ def test_robust_accuracy_intervals_only_when_asked_and_seeded():
     assert tables.accuracy_from_samples(samples[:0], list(tables.CELL), "m").empty
 
 
+def twelve_samples() -> pd.DataFrame:
+    """12 samples at eps 0.1 and 0.3: 9 clean-correct; robust 7 and 4 of them."""
+    rows = []
+    for sample in range(12):
+        for eps, robust_below in ((0.1, 7), (0.3, 4)):
+            rows.append({"epsilon": eps, "sample": sample, "label": 0,
+                         "pred_clean": 0 if sample < 9 else 1,
+                         "pred_adv": 0 if sample < robust_below else 1})
+    return frame(rows)
+
+
+def test_intervals_use_the_default_level_and_seed_on_the_right_samples():
+    """Defaults: level 0.95, seed 0; conditional intervals resample the clean-correct
+    samples only. Per-sample areas on (0.1, 0.3): 1 (samples 0-3), 0.5 (4-6), 0."""
+    results = twelve_samples()
+    clean = tables.clean_accuracy(results, bootstrap=60).iloc[0]
+    assert (clean["lower"], clean["upper"]) == tuple(
+        pytest.approx(v) for v in scipy_interval([1] * 9 + [0] * 3, 0.95, 0, 60))
+    robust = [1] * 7 + [0] * 5
+    for acc in (tables.robust_accuracy(results, bootstrap=60),
+                tables.accuracy_from_samples(tables.robust_samples(results),
+                                             list(tables.CELL) + ["epsilon"], "m",
+                                             bootstrap=60)):
+        row = acc[(acc["convention"] == "unconditional") & (acc["epsilon"] == 0.1)].iloc[0]
+        assert (row["lower"], row["upper"]) == tuple(
+            pytest.approx(v) for v in scipy_interval(robust, 0.95, 0, 60))
+    area = tables.auc(tables.robust_accuracy(results), compare=["dataset", "attack"],
+                      samples=tables.robust_samples(results), bootstrap=60)
+    row = area[area["convention"] == "conditional"].iloc[0]
+    assert (row["lower"], row["upper"]) == tuple(
+        pytest.approx(v) for v in scipy_interval([1] * 4 + [0.5] * 3 + [0] * 2, 0.95, 0, 60))
+    assert set(area["metric"]) == {"auc"}
+
+
+def test_auc_of_curves_without_a_common_eps():
+    a = curve([0.1, 0.2], [[0], [0]], model="a", cell="a")
+    b = curve([0.3, 0.4], [[0], [0]], model="b", cell="b")
+    area = tables.auc(tables.robust_accuracy(pd.concat([a, b])),
+                      compare=["dataset", "attack"])
+    assert area["value"].isna().all() and area["eps_min"].isna().all()
+    assert area["eps_max"].isna().all() and set(area["n_eps"]) == {0}
+    assert set(area["note"]) == {"4 eps value(s) not shared by every compared curve were "
+                                 "dropped; common grid has fewer than two eps values"}
+
+
+def test_per_sample_tables_are_sorted_whatever_the_row_order():
+    a = curve([0.1, 0.2], [[0, 1, 2], [0]], model="a", cell="a")
+    b = curve([0.1, 0.2], [[0], [0]], model="b", cell="b")
+    results = pd.concat([a, b]).iloc[::-1].reset_index(drop=True)
+    samples = tables.robust_samples(results)
+    assert samples["cell"].tolist() == ["a"] * 8 + ["b"] * 8
+    assert samples["sample"].tolist()[:4] == [0, 1, 2, 3]
+    assert tables.clean_accuracy(results)["cell"].tolist() == ["a", "b"]
+
+
 def test_tables_are_sorted_by_their_keys_whatever_the_row_order():
     """Rows given in reverse order (cell b before a, sample 2 before 0) come out sorted."""
     a = curve([0.1, 0.2], [[0, 1, 2], [0]], model="a", cell="a")
