@@ -51,7 +51,7 @@ case $module in
     files="robench/runner.py"
     globs="robench.runner.x_plan* robench.runner.xǁ_Keysǁ* robench.runner.x_file_digest*
            robench.runner.xǁRunnerǁ_unit_record*"
-    tests="tests/test_numbers_runner.py"
+    tests="tests/test_numbers_runner.py tests/test_integrity.py"
     canary="robench/runner.py:plan" ;;
   *) echo "unknown module $module" >&2; exit 2 ;;
 esac
