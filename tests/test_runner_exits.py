@@ -101,7 +101,9 @@ def cli_registry(monkeypatch):
 
     registry = robench.plugins.build_registry(
         autoload=False, plugins=[plugin_fixtures, sys.modules[__name__]])
-    monkeypatch.setattr(robench.plugins, "get_registry", lambda: registry)
+    key = (not robench.plugins.os.environ.get(robench.plugins.DISABLE_AUTOLOAD_ENV),
+           robench.plugins.blocked_from_env())
+    monkeypatch.setitem(robench.plugins._cache, key, registry)  # what get_registry returns
     return registry
 
 
