@@ -345,6 +345,7 @@ def test_robust_accuracy_intervals_only_when_asked_and_seeded():
         row = acc[acc["convention"] == "unconditional"].iloc[0]
         assert (row["lower"], row["upper"]) == (pytest.approx(low), pytest.approx(high))
     assert tables.accuracy_from_samples(samples[:0], list(tables.CELL), "m").empty
+    assert "lower" in tables.robust_accuracy(results, bootstrap=1).columns
 
 
 def twelve_samples() -> pd.DataFrame:
