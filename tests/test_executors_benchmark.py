@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -99,8 +100,14 @@ def test_dask_run_survives_a_killed_worker(tmp_path, local_rows, cluster, monkey
     def map_killing_a_worker(self, fn, items):
         outcomes = original(self, fn, items)
         yield next(outcomes)
-        busy = [addr for addr, keys in client.processing().items() if keys]
-        pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+        busy = []
+        for _ in range(200):  # a worker picks up the next cell within moments
+            busy = [addr for addr, keys in client.processing().items() if keys]
+            if busy:
+                break
+            time.sleep(0.05)
+        victim = (busy or sorted(client.scheduler_info()["workers"]))[0]
+        pid = client.run(os.getpid, workers=[victim])[victim]
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
         yield from outcomes
