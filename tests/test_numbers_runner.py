@@ -78,6 +78,25 @@ def test_an_added_attack_or_seed_leaves_existing_keys(write_toml, registry):
     assert len(set(cells1.values())) == 4
 
 
+def test_a_torch_upgrade_changes_every_cell(write_toml, registry, monkeypatch):
+    import robench.runner
+
+    cells0, units0 = keys(write_toml, registry, SMOKE)
+    real = robench.runner._version
+    monkeypatch.setattr(robench.runner, "_version",
+                        lambda dist: "99.0" if dist == "torch" else real(dist))
+    cells1, units1 = keys(write_toml, registry, SMOKE, "again.toml")
+    assert changed(cells0, cells1) == set(cells0) and changed(units0, units1) == set(units0)
+
+
+def test_models_train_only_their_listed_stacks(write_toml, registry):
+    text = SMOKE.replace("hidden = [16]", 'hidden = [16]\ndefenses = ["l2"]')
+    cells, units = plan(load_experiment(write_toml(text), registry=registry), registry)
+    assert [c.id for c in cells] == ["mlp--l2--s0"]
+    assert [u.id for u in units] == ["mlp--l2--s0--noise"]
+    assert cells[0].dataset == "test.blobs"
+
+
 def test_plan_orders_cells_by_model_stack_then_seed(write_toml, registry):
     text = SMOKE.replace("seeds = [0]", "seeds = [1, 0]")
     cells, units = plan(load_experiment(write_toml(text), registry=registry), registry)
