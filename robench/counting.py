@@ -2,9 +2,11 @@
 
 :class:`PassCounter` wraps a model for the duration of one attack call. Every row a
 forward call receives is attributed to the attacked input it is closest to (Euclidean
-distance on the flattened values), so the counts stay right when an attack reorders the
-batch, splits it, or runs later stages on a subset (AutoAttack attacks only the inputs
-that earlier attacks did not break). A backward pass is counted for a row when the
+distance on the flattened values), comparing it both with each attacked input and with
+the row last attributed to that input (an iterative attack's previous iterate), so the
+counts stay right when an attack reorders the batch, splits it, runs later stages on a
+subset (AutoAttack attacks only the inputs that earlier attacks did not break), or walks
+an input far from where it started in small steps. A backward pass is counted for a row when the
 gradient with respect to that forward's input reaches it (``loss.backward()`` or
 ``torch.autograd.grad`` on the model's input); gradients the attack takes only with
 respect to parameters are not input gradients and are not counted.
@@ -52,6 +54,7 @@ class PassCounter(nn.Module):
         self._group = group.cpu()
         self._originals = unique
         self._on_device = {unique.device: unique}  # copies made once per device
+        self._last: dict[torch.device, torch.Tensor] = {}  # latest row seen per input
         self._group_size = torch.bincount(self._group, minlength=len(unique)).double()
         self._forward = torch.zeros(len(unique), dtype=torch.float64)
         self._backward = torch.zeros(len(unique), dtype=torch.float64)
@@ -60,6 +63,7 @@ class PassCounter(nn.Module):
         """Set every count to zero."""
         self._forward.zero_()
         self._backward.zero_()
+        self._last.clear()
 
     @property
     def forward_counts(self) -> np.ndarray:
@@ -81,14 +85,17 @@ class PassCounter(nn.Module):
         if flat.device not in self._on_device:
             self._on_device[flat.device] = self._originals.to(flat.device)
         originals = self._on_device[flat.device]
+        last = self._last.setdefault(flat.device, originals.clone())
         best = torch.full((len(flat),), float("inf"), device=flat.device)
         index = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
-        for start in range(0, len(originals), MATCH_CHUNK):
-            dist = torch.cdist(flat, originals[start:start + MATCH_CHUNK])
-            value, arg = dist.min(1)
-            better = value < best
-            best = torch.where(better, value, best)
-            index = torch.where(better, arg + start, index)
+        for candidates in (originals, last):
+            for start in range(0, len(candidates), MATCH_CHUNK):
+                dist = torch.cdist(flat, candidates[start:start + MATCH_CHUNK])
+                value, arg = dist.min(1)
+                better = value < best
+                best = torch.where(better, value, best)
+                index = torch.where(better, arg + start, index)
+        last[index] = flat
         return index.cpu()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -112,3 +112,17 @@ def test_inputs_of_another_shape_are_an_error(model, data):
     counter = PassCounter(model, x)
     with pytest.raises(ValueError, match="6 values each"):
         counter(torch.zeros(2, 5))
+
+
+def test_an_input_walked_towards_another_stays_its_own():
+    """Eight steps of 0.1 take input 0 (at 0) to 0.8, nearer input 1 (at 1) than its own
+    start: matched against the previous step, every pass is still input 0's."""
+    model = torch.nn.Linear(1, 2)
+    x = torch.tensor([[0.0], [1.0]])
+    counter = PassCounter(model, x)
+    for step in range(1, 9):
+        counter(torch.tensor([[0.1 * step]]))
+    assert counter.forward_counts.tolist() == [8.0, 0.0]
+    counter.reset()  # a new budget starts from the attacked inputs again
+    counter(torch.tensor([[0.9]]))
+    assert counter.forward_counts.tolist() == [0.0, 1.0]
