@@ -1,5 +1,5 @@
 """Benchmark files (benchmarks/*.toml): every one validates, every paper experiment has a
-small offline variant, and small variants need no download (docs/protocols.md).
+small offline variant, and small variants need no download (docs/experiments.md).
 
 Validation parses each file against the built-in plugins only; it imports no torch and
 no attack library. The runs of the small variants, with the orderings they must show,
@@ -31,7 +31,7 @@ def builtin_registry():
 
 
 def test_the_protocol_files_exist():
-    """docs/protocols.md names these files; each has a small variant."""
+    """docs/experiments.md names these files; each has a small variant."""
     names = {f.stem for f in FILES}
     for name in ("mnist_3v7_logreg", "cifar_linf", "cifar_l0", "cifar_jsma", "cifar_fooling",
                  "tilting", "ge_gap_spectral", "tsipras_tradeoff", "mnist_5v7_linear"):

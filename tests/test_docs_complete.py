@@ -77,8 +77,8 @@ def test_run_directory_tables_are_the_schema(table):
 
 
 def test_every_benchmark_has_its_protocol():
-    protocols = (DOCS / "protocols.md").read_text()
+    experiments = (DOCS / "experiments.md").read_text()
     stems = {p.stem.removesuffix("_small") for p in (ROOT / "benchmarks").glob("*.toml")}
     missing = [s for s in sorted(stems - {"quickstart"})
-               if f"`{s}.toml`" not in protocols and f"`{s}_small.toml`" not in protocols]
-    assert not missing, f"benchmark files without a protocol in docs/protocols.md: {missing}"
+               if f"`{s}.toml`" not in experiments and f"`{s}_small.toml`" not in experiments]
+    assert not missing, f"benchmark files without a protocol in docs/experiments.md: {missing}"

@@ -2,8 +2,8 @@
 ship with it (private protocol notes and their experiment ids, papers by file number,
 issue numbers, people, or paths of the machine something was run on).
 
-Papers are cited by authors, year and title; the experiment protocols are in
-docs/protocols.md. The patterns are assembled from pieces so that this file does not
+Papers are cited by authors, year and title; the papers' experiments are described in
+docs/experiments.md. The patterns are assembled from pieces so that this file does not
 match them itself.
 """
 
@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
-    "private protocol notes": re.compile("PROTO" + "COLS"),
+    "private protocol notes": re.compile("(?i)proto" + "cols"),
     "a paper by file number": re.compile(r"\b[Pp]apers? " + r"0\d\d\b"),
     "a person instead of the project": re.compile(r"\bthe " + r"lead\b"),
     "an unpublished design document": re.compile(r"\bdesign " + r"card\b"),

@@ -1,6 +1,6 @@
 """Accuracy metrics of the result frame: clean, robust, curve area, breakdown, distance.
 
-Definitions follow the cross-paper conventions of docs/protocols.md (Galloway et al. 2018,
+Definitions follow the cross-paper conventions of docs/experiments.md (Galloway et al. 2018,
 section 4: sweep the budget "until accuracy is reduced to less than chance" and compare
 models by the "area under all curves"). The computations live in :mod:`._tables`.
 """

@@ -27,7 +27,7 @@ class WorstCase(Metric):
     clean-correct and *every* attack of that threat model failed on it, as AutoAttack
     reports its ensemble: "for security, performance is no better than the worst of any
     particular case" (Galloway et al. 2018, section 4; the cross-paper conventions of
-    docs/protocols.md). Attacks are combined on the eps values and samples all of them
+    docs/experiments.md). Attacks are combined on the eps values and samples all of them
     share.
 
     Rows: ``worst_case_accuracy`` (``attack = "worst_case"``, the attacks in ``note``) in

@@ -5,7 +5,7 @@ with a band over seeds (seaborn's ``errorbar``: the 95% t-interval of the summar
 from three seeds on, the range between two seeds) when several seeds ran. The
 eps axis is in the data set's natural units (``k/255`` for 8-bit images, percent of input
 values for L0 budgets). Every point is a row of the ``robust_accuracy`` metric: its
-unconditional and clean-correct conventions side by side (docs/protocols.md); inputs an
+unconditional and clean-correct conventions side by side (docs/experiments.md); inputs an
 attack generated (fooling images) show the ``fooling`` or ``attack_success`` metric's
 success rate. Nothing is recomputed from the per-sample results.
 """

@@ -1,7 +1,7 @@
 """The summary reporter: tables of scalar metrics and plain-language comparisons.
 
 Rows come from the stored metrics, whatever they are: clean accuracy, the area under each
-attack's accuracy-vs-eps curve (the cross-paper conventions of docs/protocols.md: on the
+attack's accuracy-vs-eps curve (the cross-paper conventions of docs/experiments.md: on the
 common grid, normalised by its range, reported with it), worst case over attacks, breakdown
 budgets, and any other scalar metric a plugin wrote (unknown names appear under their own
 name, in a second table). Columns are the compared configurations, means over seeds with a
