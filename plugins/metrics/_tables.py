@@ -5,8 +5,8 @@ their methods so that listing plugins never imports pandas or numpy. Every funct
 the frame described in :data:`robench.results.RESULT_COLUMNS` and returns tidy metric
 rows (``metric``, ``value`` plus grouping columns).
 
-Robust accuracy conventions (the cross-paper conventions of docs/experiments.md): a sample is *robust*
-at a budget when it was classified correctly clean and is still classified correctly
+Robust accuracy conventions (the cross-paper conventions of docs/experiments.md): a
+sample is *robust* at a budget when it was classified correctly clean and is still classified correctly
 under the attack (for a targeted attack: under every target tried). The
 ``unconditional`` convention averages over every sample, so a misclassified clean image
 counts as a failure (Galloway et al. 2018); the ``conditional`` convention averages over the samples
