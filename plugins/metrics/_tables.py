@@ -6,11 +6,12 @@ the frame described in :data:`robench.results.RESULT_COLUMNS` and returns tidy m
 rows (``metric``, ``value`` plus grouping columns).
 
 Robust accuracy conventions (the cross-paper conventions of docs/experiments.md): a
-sample is *robust* at a budget when it was classified correctly clean and is still classified correctly
-under the attack (for a targeted attack: under every target tried). The
-``unconditional`` convention averages over every sample, so a misclassified clean image
-counts as a failure (Galloway et al. 2018); the ``conditional`` convention averages over the samples
-classified correctly when clean (Wen et al. 2020, Table 6 "PGD" rows).
+sample is *robust* at a budget when it was classified correctly clean and is still
+classified correctly under the attack (for a targeted attack: under every target tried).
+The ``unconditional`` convention averages over every sample, so a misclassified clean
+image counts as a failure (Galloway et al. 2018); the ``conditional`` convention
+averages over the samples classified correctly when clean (Wen et al. 2020, Table 6
+"PGD" rows).
 """
 
 from __future__ import annotations
