@@ -243,12 +243,20 @@ class RunStore:
                 sorted((self.path / "cells").glob("*/first_layer.npy")) if p.parent.name in live}
 
     def artifacts(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """Stored example arrays by (cell id, attack label): ``{name: numpy array}``."""
+        """Stored example arrays by (cell id, attack label): ``{name: numpy array}``, of
+        the finished units of the run's current configuration (the files of units that a
+        changed file no longer has, or that failed since, stay on disk but are never
+        read)."""
         import numpy as np
 
+        record = self.record() if self.exists() else None
+        done = {(rec.cell, rec.attack) for rec in record.units.values()
+                if rec.status == "done"} if record else set()
         out = {}
         root = self.path / "artifacts"
         for path in sorted(root.glob("*/*.npz")):
+            if (path.parent.name, path.stem) not in done:
+                continue
             with np.load(path, allow_pickle=False) as npz:
                 out[(path.parent.name, path.stem)] = {k: npz[k] for k in npz.files}
         return out

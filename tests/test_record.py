@@ -112,3 +112,22 @@ def test_cells_removed_from_the_file_are_not_read(tmp_path):
         np.save(folder / "first_layer.npy", np.zeros((2, 3)))
     assert store.cell_metrics()["cell"].tolist() == [live]
     assert list(store.first_layers()) == [live]
+
+
+def test_artifacts_of_units_removed_from_the_file_are_not_read(tmp_path):
+    shutil.copy(REFERENCE / "run.json", tmp_path / "run.json")
+    store = RunStore(tmp_path)
+    record = store.record()
+    live = next(iter(record.units.values()))
+    failed = next(u for u in record.units.values() if u.cell != live.cell or
+                  u.attack != live.attack)
+    failed.status = "failed"
+    store.write_record(record)
+    for cell, attack in ((live.cell, live.attack), (failed.cell, failed.attack),
+                         (live.cell, "removed_attack"), ("removed--cell--s9", live.attack)):
+        store.artifact_path(cell, attack).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(store.artifact_path(cell, attack), clean=np.full(2, len(attack)))
+    artifacts = store.artifacts()
+    assert list(artifacts) == [(live.cell, live.attack)]
+    np.testing.assert_array_equal(artifacts[(live.cell, live.attack)]["clean"],
+                                  np.full(2, len(live.attack)))
