@@ -217,7 +217,7 @@ def _cmd_run(args) -> int:
     if args.out is not None:
         check_paths(spec, out=args.out)
     device = args.device or spec.device
-    if device != "auto":
+    if device not in ("auto", "cpu"):  # every machine has a CPU: no torch import needed
         check_device_available(device, "--device" if args.device else "experiment.device")
     from .api import run
 

@@ -163,3 +163,63 @@ def test_out_replaces_the_file_output_in_the_path_checks(tmp_path, capsys):
     err = _one_error_line(capsys, 2, main(["validate", str(path)]))
     assert "experiment.output: " in err and "is a file" in err
     assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "run")]) == 0
+
+
+RERUN = """
+[experiment]
+name = "rerun"
+device = "{device}"
+threads = 1
+
+[data]
+dataset = "digits"
+train_subset = 120
+test_subset = 30
+
+[training]
+epochs = 1
+
+[[models]]
+name = "mlp"
+hidden = [8]
+
+[defenses]
+none = []
+
+[[attacks]]
+name = "fgsm"
+attack = "torchattacks.FGSM"
+epsilons = [0.1, 0.2]
+
+[metrics]
+use = ["clean_accuracy", "robust_accuracy", "auc"]
+
+[report]
+formats = ["md", "html"]
+"""
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_run_command_on_a_finished_run_imports_no_torch_and_writes_no_report(
+        tmp_path, capsys, device):
+    import subprocess
+    import sys
+
+    path = tmp_path / "exp.toml"
+    path.write_text(RERUN.format(device=device))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    written = [out / "report.md", out / "report.html", out / "metrics.parquet",
+               *(out / "results").glob("*"), *(out / "figures").glob("*")]
+    stamps = {p: p.stat().st_mtime_ns for p in written}
+    code = ("import sys, robench.cli as c\n"
+            f"code = c.main(['run', {str(path)!r}, '--out', {str(out)!r}, '--no-progress'])\n"
+            "heavy = sorted(m for m in ('torch', 'foolbox', 'art', 'torchattacks', "
+            "'matplotlib', 'pandas') if m in sys.modules)\n"
+            "print('EXIT', code, 'HEAVY', heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "EXIT 0 HEAVY []", proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in written} == stamps
