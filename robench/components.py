@@ -372,16 +372,20 @@ class Attack(Component):
                  targets: torch.Tensor | None, seed: int | None) -> torch.Tensor:
         """``fn(x, y, targets, generator)`` over chunks of :meth:`chunk_size`; chunk ``k``
         gets a generator and global RNGs seeded by ``chunk_seed(seed, k)`` (restored
-        afterwards), so the same seed gives the same randomness whatever the model."""
+        afterwards), so the same seed gives the same randomness whatever the model. Each
+        call runs in :func:`robench.counting.attacking` of its chunk, so a pass counter
+        counts a forward of the whole chunk as one pass per input, unmatched."""
         import torch
 
         from . import attack_runtime as rt
+        from .counting import attacking
 
         out = []
         for k, part in enumerate(rt.chunks(len(x), self.chunk_size())):
             chunk_seed = rt.chunk_seed(seed, k)
-            with rt.seeded(chunk_seed, x.device):
-                adv = fn(x[part], y[part], None if targets is None else targets[part],
+            chunk = x[part]
+            with rt.seeded(chunk_seed, x.device), attacking(chunk):
+                adv = fn(chunk, y[part], None if targets is None else targets[part],
                          rt.generator_for(chunk_seed))
             if adv.shape != x[part].shape:
                 raise ValueError(f"{self.name} returned adversarials shaped {tuple(adv.shape)} "

@@ -1,15 +1,30 @@
 """Per-sample accounting of the forward and backward passes an attack spends.
 
-:class:`PassCounter` wraps a model for the duration of one attack call. Every row a
-forward call receives is attributed to the attacked input it is closest to (Euclidean
-distance on the flattened values), comparing it both with each attacked input and with
-the row last attributed to that input (an iterative attack's previous iterate), so the
-counts stay right when an attack reorders the batch, splits it, runs later stages on a
-subset (AutoAttack attacks only the inputs that earlier attacks did not break), or walks
-an input far from where it started in small steps. A backward pass is counted for a row when the
-gradient with respect to that forward's input reaches it (``loss.backward()`` or
-``torch.autograd.grad`` on the model's input); gradients the attack takes only with
-respect to parameters are not input gradients and are not counted.
+:class:`PassCounter` wraps a model for the duration of one attack call and attributes
+every row a forward call receives to one attacked input. The attack base classes tell it
+which attacked inputs each call of ``perturb``/``search`` holds (:func:`attacking`, used
+by :meth:`robench.Attack._chunked`); that set of inputs is the *scope* of the rows seen
+meanwhile, and all the attacked inputs are the scope elsewhere (attacks that sweep
+themselves, the base classes' own success checks). The rule:
+
+* a forward batch with exactly as many rows as the scope is a *full pass*: every input
+  of the scope gets one forward, whatever the order of the rows (no matching at all);
+* a batch of another size (a later stage on the inputs not yet broken, a probe of one
+  row) is attributed row by row to the input of the scope it is closest to (Euclidean
+  distance on the flattened values), comparing each row both with the input and with
+  the last row seen for it (an iterative attack's previous iterate; after a full pass,
+  the row at the input's position), so a subset, in any order, keeps its passes even
+  when the attack walks it far from where it started in small steps.
+
+Inside a scope the full-pass rule is exact at any budget. Matching stays exact while
+each row is closer to its own input, or to that input's previous row, than to every
+other input of the scope: a batch that mixes copies of some inputs without others, in
+exactly the scope's number of rows, would be miscounted as a full pass.
+
+A backward pass is counted for the rows of a forward when the gradient with respect to
+that forward's input reaches it (``loss.backward()`` or ``torch.autograd.grad`` on the
+model's input); gradients the attack takes only with respect to parameters are not
+input gradients and are not counted.
 
 Identical attacked inputs (the same image attacked towards several targets) cannot be
 told apart by their values: their passes are shared evenly between them.
@@ -26,7 +41,10 @@ model, so it is counted apart (not at all).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -36,10 +54,29 @@ MATCH_CHUNK = 4096
 """Attacked inputs compared with a forward batch at a time (bounds the memory of the
 distance matrix)."""
 
+HASH_SEED = 0
+"""Seed of the random multipliers that hash an input's bits to look it up exactly."""
+
+_SCOPE: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar(
+    "robench_pass_scope", default=None)
+
+
+@contextlib.contextmanager
+def attacking(inputs: torch.Tensor) -> Iterator[None]:
+    """Within the block, forward rows that any :class:`PassCounter` sees belong to the
+    attacked inputs ``inputs`` (rows of the counter's inputs, in any order), the scope
+    of the module docstring's rule. Blocks nest; without a counter the block costs
+    nothing."""
+    token = _SCOPE.set(inputs)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
 
 class PassCounter(nn.Module):
     """An ``nn.Module`` that forwards to ``model`` and counts, per row of ``inputs``, the
-    forward passes and input-gradient (backward) passes it sees.
+    forward passes and input-gradient (backward) passes it sees (rule: module docstring).
 
     ``forward_counts`` and ``backward_counts`` are float arrays of ``len(inputs)`` values
     (floats because identical inputs share their passes); ``reset()`` zeroes them.
@@ -58,6 +95,12 @@ class PassCounter(nn.Module):
         self._group_size = torch.bincount(self._group, minlength=len(unique)).double()
         self._forward = torch.zeros(len(unique), dtype=torch.float64)
         self._backward = torch.zeros(len(unique), dtype=torch.float64)
+        gen = torch.Generator().manual_seed(HASH_SEED)
+        self._multipliers = torch.randint(1, 2**31, (flat.shape[1],), generator=gen,
+                                          dtype=torch.long).to(unique.device)
+        keys = self._hash(unique)
+        self._keys, self._key_order = keys.sort()
+        self._scope: tuple[torch.Tensor, torch.Tensor] | None = None  # (inputs, groups)
 
     def reset(self) -> None:
         """Set every count to zero."""
@@ -78,25 +121,65 @@ class PassCounter(nn.Module):
     def _per_input(self, per_group: torch.Tensor) -> np.ndarray:
         return (per_group / self._group_size)[self._group].numpy()
 
+    def _hash(self, flat: torch.Tensor) -> torch.Tensor:
+        """An integer key of every row's bits (exact arithmetic, wrapping on overflow)."""
+        bits = flat.contiguous().view(torch.int32).long()
+        return (bits * self._multipliers.to(flat.device)).sum(1)
+
     @torch.no_grad()
-    def _match(self, x: torch.Tensor) -> torch.Tensor:
-        """Index of the closest attacked input (unique group) of every row of ``x``."""
+    def _groups_of(self, scope: torch.Tensor) -> torch.Tensor:
+        """The unique-input index of every row of ``scope`` (rows of the attacked
+        inputs): looked up by value, the closest input for a row that is none of them."""
+        if self._scope is not None and self._scope[0] is scope:
+            return self._scope[1]
+        flat = scope.detach().flatten(1).float().to(self._keys.device)
+        keys = self._hash(flat)
+        position = torch.searchsorted(self._keys, keys).clamp(max=len(self._keys) - 1)
+        groups = self._key_order[position]
+        found = (self._keys[position] == keys) & (self._originals[groups] == flat).all(1)
+        if not bool(found.all()):
+            groups[~found] = self._nearest(flat[~found], self._originals, None)[0]
+        groups = groups.cpu()
+        self._scope = (scope, groups)
+        return groups
+
+    @torch.no_grad()
+    def _nearest(self, flat: torch.Tensor, originals: torch.Tensor,
+                 last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, distance) of the closest row of ``originals`` or ``last`` (compared
+        position by position) to every row of ``flat``."""
+        best = torch.full((len(flat),), float("inf"), device=flat.device)
+        index = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
+        for candidates in (originals, last):
+            if candidates is None:
+                continue
+            for start in range(0, len(candidates), MATCH_CHUNK):
+                value, arg = torch.cdist(flat, candidates[start:start + MATCH_CHUNK]).min(1)
+                better = value < best
+                best = torch.where(better, value, best)
+                index = torch.where(better, arg + start, index)
+        return index, best
+
+    @torch.no_grad()
+    def _attribute(self, x: torch.Tensor) -> torch.Tensor:
+        """The unique-input index of every row of ``x`` (module docstring's rule)."""
         flat = x.detach().flatten(1).float()
         if flat.device not in self._on_device:
             self._on_device[flat.device] = self._originals.to(flat.device)
         originals = self._on_device[flat.device]
         last = self._last.setdefault(flat.device, originals.clone())
-        best = torch.full((len(flat),), float("inf"), device=flat.device)
-        index = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
-        for candidates in (originals, last):
-            for start in range(0, len(candidates), MATCH_CHUNK):
-                dist = torch.cdist(flat, candidates[start:start + MATCH_CHUNK])
-                value, arg = dist.min(1)
-                better = value < best
-                best = torch.where(better, value, best)
-                index = torch.where(better, arg + start, index)
-        last[index] = flat
-        return index.cpu()
+        scope = _SCOPE.get()
+        members = self._group if scope is None else self._groups_of(scope)
+        if len(flat) == len(members):  # a full pass of the scope
+            groups = members
+        elif scope is None:
+            groups = self._nearest(flat, originals, last)[0].cpu()
+        else:
+            among = members.unique().to(flat.device)
+            index = self._nearest(flat, originals[among], last[among])[0]
+            groups = among[index].cpu()
+        last[groups.to(flat.device)] = flat
+        return groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Count one forward pass for every row of ``x`` (and, if ``x`` requires a
@@ -104,7 +187,7 @@ class PassCounter(nn.Module):
         if math.prod(x.shape[1:]) != self._originals.shape[1]:
             raise ValueError(f"PassCounter got inputs of shape {tuple(x.shape)}, not like "
                              f"the attacked inputs ({self._originals.shape[1]} values each)")
-        groups = self._match(x)
+        groups = self._attribute(x)
         self._forward.index_add_(0, groups, torch.ones(len(groups), dtype=torch.float64))
         if x.requires_grad:
             x = x.view_as(x)  # a node of this call alone: its hook fires once per backward

@@ -1,10 +1,10 @@
 """Forward/backward pass counts and the fooling attack's read-out, through a real run.
 
 The counts are checked against hand counts of the library algorithms (torchattacks FGSM:
-one forward and one backward per input; PGD with k steps: k and k; nothing at eps 0),
-and the read-out against softmax(logits * T) in closed form. Passes are attributed to
-the closest attacked input, so the budgets here stay small against the spacing of the
-inputs (PGD's intermediate points stay nearest to their own input).
+one forward and one backward per input; PGD with k steps: k and k; foolbox's LinfPGD
+with k steps: k and k plus the one forward of its adversarial check; nothing at eps 0),
+and the read-out against softmax(logits * T) in closed form. The largest budget spans
+the whole data range, where random starts land nearer other inputs than their own.
 """
 
 from __future__ import annotations
@@ -50,10 +50,17 @@ EXPERIMENT = f"""
     [[attacks]]
     name = "pgd"
     attack = "torchattacks.PGD"
-    epsilons = [0.0, 0.01]
+    epsilons = [0.0, 0.01, 1.0]
     samples = {SAMPLES}
     steps = {STEPS}
     alpha = 0.005
+
+    [[attacks]]
+    name = "foolbox-pgd"
+    attack = "foolbox.LinfPGD"
+    epsilons = [0.0, 1.0]
+    samples = {SAMPLES}
+    steps = {STEPS}
 
     [[attacks]]
     name = "transfer"
@@ -101,6 +108,12 @@ def test_fgsm_spends_one_forward_and_one_backward_per_input_and_eps(run):
 def test_pgd_with_k_steps_spends_k_forwards_and_k_backwards(run):
     rows = _rows(run, "pgd")
     np.testing.assert_array_equal(rows["forward_passes"], _expected(rows, STEPS))
+    np.testing.assert_array_equal(rows["backward_passes"], _expected(rows, STEPS))
+
+
+def test_foolbox_pgd_adds_the_forward_of_its_adversarial_check(run):
+    rows = _rows(run, "foolbox-pgd")
+    np.testing.assert_array_equal(rows["forward_passes"], _expected(rows, STEPS + 1))
     np.testing.assert_array_equal(rows["backward_passes"], _expected(rows, STEPS))
 
 
