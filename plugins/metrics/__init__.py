@@ -17,12 +17,13 @@ from .optimality import Optimality
 from .paired import PairedDifference
 from .perturbation_rate import PerturbationRate
 from .seeds import SeedSummary
-from .spectrum import SingularValues
+from .spectrum import SingularValues, SpectrumChange
 from .worst_case import WorstCase
 
 METRICS = (AUC, AttackSuccess, BoundaryTilting, BreakdownPoint, CleanAccuracy, Fooling, GEGap,
            LossVariation, Margins, MedianDistance, Optimality, PairedDifference, PerturbationRate,
-           RobustAccuracy, RobustFeatures, SeedSummary, SingularValues, WorstCase)
+           RobustAccuracy, RobustFeatures, SeedSummary, SingularValues, SpectrumChange,
+           WorstCase)
 """Every built-in metric class, registered by :func:`robench_register_metrics`."""
 
 
