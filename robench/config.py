@@ -8,7 +8,7 @@ valid name. Validation imports plugin modules but never torch.
 The format is documented in README.md ("Experiment files"); in short::
 
     [experiment]  name, seeds, device, output, model_cache, executor,
-                  executor_options = {...}, threads, unit_timeout
+                  executor_options = {...}, threads, unit_timeout, on_version_change
     [data]        dataset, root, train_subset, test_subset, + the dataset's options
     [training]    optimizer, lr, momentum, epochs, batch_size, lr_milestones, ...
     [[models]]    name, model (plugin; defaults to name), training = {...},
@@ -49,6 +49,10 @@ from .plugins import Registry, get_registry
 
 SECTIONS = ("experiment", "data", "training", "models", "defenses", "attacks", "metrics",
             "report")
+
+VERSION_CHANGE_POLICIES = ("recompute", "keep")
+"""Values of ``[experiment] on_version_change``: what a rerun does with work whose key
+changed only in component or package versions."""
 
 MAX_BUDGETS = 10_000
 """Most budgets one sweep may hold (a larger grid is almost surely a typo)."""
@@ -192,6 +196,9 @@ class ExperimentSpec:
     ``threads``: CPU threads the run may use (None = the library defaults).
     ``unit_timeout``: seconds one attack unit may run before it is stopped and recorded
     as failed (None = no limit; enforced where units run in worker processes).
+    ``on_version_change``: what a rerun does with work whose key differs from the stored
+    one only in component or package versions: ``recompute`` it, or ``keep`` its
+    results (the record and the report say which versions produced them).
     """
 
     name: str
@@ -210,6 +217,7 @@ class ExperimentSpec:
     raw: dict[str, Any]
     threads: int | None = None
     unit_timeout: float | None = None
+    on_version_change: str = "recompute"
     overrides: tuple[tuple[str, Any], ...] = ()
     """The ``-o KEY=VALUE`` overrides applied to the file's values (key, value), in order."""
 
@@ -696,7 +704,8 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
 
     exp = ctx.table(raw, "experiment", "experiment")
     ctx.check_keys(exp, ("name", "seeds", "device", "output", "model_cache", "executor",
-                         "executor_options", "threads", "unit_timeout", "description"),
+                         "executor_options", "threads", "unit_timeout", "on_version_change",
+                         "description"),
                    "experiment")
     name = _label(ctx, exp.get("name", Path(file).stem), "experiment.name")
     seeds = exp.get("seeds", [0])
@@ -724,6 +733,13 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
     if unit_timeout is not None and not (math.isfinite(unit_timeout) and unit_timeout > 0):
         raise ctx.error("experiment.unit_timeout",
                         f"expected a positive number of seconds, got {unit_timeout!r}")
+    on_version_change = _typed(ctx, exp, "on_version_change", str, "experiment",
+                               "recompute", "a string")
+    if on_version_change not in VERSION_CHANGE_POLICIES:
+        raise ctx.error("experiment.on_version_change",
+                        f"unknown policy {on_version_change!r}"
+                        f"{did_you_mean(on_version_change, VERSION_CHANGE_POLICIES)}; "
+                        f"valid: {', '.join(VERSION_CHANGE_POLICIES)}")
 
     ctx.current = "data"
     data = ctx.table(raw, "data", "data", required=True)
@@ -880,6 +896,7 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
         model_cache=model_cache, executor=executor, data=data_spec, models=tuple(models),
         defenses=tuple(stacks), attacks=tuple(attacks), metrics=tuple(metrics),
         report=report, raw=original, threads=threads, unit_timeout=unit_timeout,
+        on_version_change=on_version_change,
     )
 
 

@@ -200,6 +200,12 @@ class PassCounter(nn.Module):
         return hook
 
 
+def uncounted(model: nn.Module) -> nn.Module:
+    """The model a :class:`PassCounter` wraps (any other model itself), for probes that
+    are the harness's own rather than the attack's, such as the number of classes."""
+    return model.model if isinstance(model, PassCounter) else model
+
+
 def total_passes(counters: list[PassCounter]) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward passes per attacked input, summed over ``counters`` (the
     attacked model's and, for a transfer attack, the source model's)."""

@@ -10,6 +10,7 @@ import importlib
 import torch
 
 from robench import attack_runtime as rt
+from robench.counting import uncounted
 
 
 def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
@@ -18,6 +19,9 @@ def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
 
     ``eps`` goes to the class's budget argument (``eps`` or ``max_epsilon``); minimal
     attacks have none and get ``eps=None``. Targeted mode uses the given ``targets``.
+    Classes with an ``n_classes`` argument (APGD-T, FAB: the classes they target in
+    turn) get the model's number of logits, that is the data set's number of classes,
+    probed outside the pass counts.
     """
     entry = attack.entry
     cls = getattr(importlib.import_module(entry["module"]), entry["class"])
@@ -27,7 +31,7 @@ def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     if entry["seed_param"]:
         kwargs[entry["seed_param"]] = 0 if seed is None else seed
     if entry["n_classes_param"]:
-        kwargs[entry["n_classes_param"]] = rt.num_classes(model, x)
+        kwargs[entry["n_classes_param"]] = rt.num_classes(uncounted(model), x)
     atk = cls(model, **kwargs)
     labels = y
     if targets is not None:
