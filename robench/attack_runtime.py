@@ -86,6 +86,30 @@ class LazySweep(Sequence):
         return self._kept.pop(i) if i in self._kept else self._compute(i)
 
 
+class ThresholdedSweep(LazySweep):
+    """The adversarials of a minimal attack: at eps ``i``, each input's ``candidate``
+    where its ``distances`` entry is <= ``epsilons[i]``, else the input itself.
+
+    Read like any :class:`LazySweep`; the host instead reads :attr:`candidates` and
+    :meth:`chosen` to measure and predict every candidate once rather than once per
+    eps (it measures the distances itself; the ones given here only choose).
+    """
+
+    def __init__(self, inputs: torch.Tensor, candidates: torch.Tensor,
+                 distances: torch.Tensor, epsilons: Sequence[float]):
+        self.inputs, self.candidates, self.distances = inputs, candidates, distances
+        self.epsilons = [float(eps) for eps in epsilons]
+        super().__init__(self._select, len(self.epsilons), attacks_on_read=False)
+
+    def chosen(self, i: int) -> torch.Tensor:
+        """Whether each input takes its candidate at eps ``i`` (a bool per input)."""
+        return self.distances <= self.epsilons[self._index(i)]
+
+    def _select(self, i: int) -> torch.Tensor:
+        shape = (-1, *([1] * (self.inputs.dim() - 1)))
+        return torch.where(self.chosen(i).view(shape), self.candidates, self.inputs)
+
+
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
@@ -105,13 +129,11 @@ def release_freed_memory() -> None:
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Class predictions of ``model`` on ``x`` without gradients, on ``x``'s device: the
-    host's own (:func:`robench.evaluation.predict`), so an attack judges success exactly
-    as the host records it."""
-    from .evaluation import predict as host_predict
+    host's own (:func:`robench.evaluation.predictions`), so an attack judges success
+    exactly as the host records it."""
+    from .evaluation import predictions
 
-    if not len(x):
-        return torch.empty(0, dtype=torch.long, device=x.device)
-    return host_predict(model, x, batch_size, x.device)[0].to(x.device)
+    return predictions(model, x, batch_size, x.device)
 
 
 def succeeded(model: nn.Module, adv: torch.Tensor, y: torch.Tensor,
@@ -149,23 +171,31 @@ def generator_for(seed: int | None) -> torch.Generator | None:
 
 @contextlib.contextmanager
 def seeded(seed: int | None, device: torch.device | None = None) -> Iterator[None]:
-    """Run the block with torch, numpy and ``random`` seeded by ``seed``, then restore
-    every global RNG state, so the caller's random streams are untouched. ``None``
-    leaves the global RNGs as they are (unseeded run)."""
+    """Run the block with torch (the CPU generator and, for a CUDA ``device``, that
+    device's), numpy and ``random`` seeded by ``seed``, then restore every one of those
+    states, so the caller's random streams are untouched. ``None`` leaves the global
+    RNGs as they are (unseeded run). The generators are seeded and saved directly
+    (``torch.manual_seed`` would also seed every other device, at many times the cost)."""
     if seed is None:
         yield
         return
-    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    generators = [torch.default_generator]
+    if device is not None and device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        generators.append(torch.cuda.default_generators[index])
+    torch_states = [g.get_state() for g in generators]
     np_state, py_state = np.random.get_state(), random.getstate()
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
+    for g in generators:
+        g.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        for g, state in zip(generators, torch_states):
+            g.set_state(state)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 @contextlib.contextmanager

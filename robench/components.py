@@ -338,6 +338,12 @@ class Attack(Component):
             raise NotImplementedError(f"attack {self.name!r} has no perturb path")
         return result.adversarials[0]
 
+    def prepare(self) -> None:
+        """Import what the attack needs to run (its library); the host calls it before a
+        unit's timer starts, so an import is not counted as attack time. Default:
+        nothing."""
+        return None
+
     def check_inputs(self, x: torch.Tensor, targets: torch.Tensor | None,
                      bounds: tuple[float, float]) -> None:
         """Raise ``ValueError`` for a call the attack cannot honour (the base classes
@@ -392,6 +398,21 @@ class Attack(Component):
                                  f"for inputs shaped {tuple(x[part].shape)}")
             out.append(adv.detach().to(x.device, x.dtype))
         return torch.cat(out) if out else x.clone()
+
+
+def _sweep_start(attack: Attack, model: nn.Module, x: torch.Tensor,
+                 targets: torch.Tensor | None, bounds: tuple[float, float],
+                 source_model: nn.Module | None,
+                 generator: torch.Generator | None) -> tuple[Any, int | None, dict[str, Any]]:
+    """What every sweep base class does first: check the call, pick the crafting model
+    (the transfer source when there is one), draw the run's seed from ``generator``, and
+    start the details with ``crafted_on``."""
+    from . import attack_runtime as rt
+
+    attack.check_inputs(x, targets, bounds)
+    transfer = source_model is not None
+    return (source_model if transfer else model, rt.draw_seed(generator),
+            {"crafted_on": "source_model" if transfer else "model"})
 
 
 class FixedBudgetAttack(Attack):
@@ -451,9 +472,8 @@ class FixedBudgetAttack(Attack):
         """Adversarials for every eps (see the class docstring)."""
         from . import attack_runtime as rt
 
-        self.check_inputs(x, targets, bounds)
-        crafting = source_model if source_model is not None else model
-        seed = rt.draw_seed(generator)
+        crafting, seed, details = _sweep_start(self, model, x, targets, bounds,
+                                               source_model, generator)
         incremental = self.is_incremental()
         tm = ThreatModel(self.threat_model).value
 
@@ -487,8 +507,7 @@ class FixedBudgetAttack(Attack):
                     return at(eps, x, y, targets)
 
             adversarials = rt.LazySweep(compute, len(epsilons), attacks_on_read=True)
-        details = {"minimal": False, "incremental": incremental,
-                   "crafted_on": "source_model" if source_model is not None else "model"}
+        details.update(minimal=False, incremental=incremental)
         return self.result(epsilons, adversarials=adversarials, details=details)
 
 
@@ -529,9 +548,8 @@ class MinimalAttack(Attack):
 
         from . import attack_runtime as rt
 
-        self.check_inputs(x, targets, bounds)
-        crafting = source_model if source_model is not None else model
-        seed = rt.draw_seed(generator)
+        crafting, seed, details = _sweep_start(self, model, x, targets, bounds,
+                                               source_model, generator)
 
         def call(xc, yc, tc, gen):
             return self.search(crafting, xc, yc, bounds=bounds, targets=tc, generator=gen)
@@ -541,13 +559,9 @@ class MinimalAttack(Attack):
             fooled = rt.succeeded(crafting, adv, y, targets).to(x.device)
         dist = rt.distance(x, adv, ThreatModel(self.threat_model).value)
         dist = torch.where(fooled, dist, torch.full_like(dist, float("inf")))
-        shape = (-1, *([1] * (x.dim() - 1)))
-        adversarials = rt.LazySweep(
-            lambda i: torch.where((dist <= float(epsilons[i])).view(shape), adv, x),
-            len(epsilons), attacks_on_read=False)
-        details = {"minimal": True, "minimal_distances": dist.cpu(),
-                   "crafted_on": "source_model" if source_model is not None else "model"}
-        return self.result(epsilons, adversarials=adversarials, details=details)
+        details.update(minimal=True, minimal_distances=dist.cpu())
+        return self.result(epsilons, details=details,
+                           adversarials=rt.ThresholdedSweep(x, adv, dist, epsilons))
 
 
 _SWEEP_BASES = (FixedBudgetAttack, MinimalAttack)

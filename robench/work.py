@@ -27,7 +27,7 @@ from typing import Any
 from .config import AttackSpec, ComponentSpec, DefenseStack, ExperimentSpec, ModelSpec, stable_hash
 from .plugins import Registry
 from .record import CellRecord, UnitRecord
-from .results import RESULT_COLUMNS, RunStore, atomic_write_bytes, atomic_write_parquet, write_part
+from .results import RunStore, atomic_write_bytes, atomic_write_parquet, write_part
 
 
 def identity_seed(**identity: Any) -> int:
@@ -366,11 +366,14 @@ class Worker:
         """Run one unit, write its part; its record (failed with the traceback when the
         attack, or the host's checks of its output, raised)."""
         record = UnitRecord(cell=unit.cell.id, attack=unit.attack.label, key=unit.key)
-        start = time.perf_counter()
         try:
             source = (self.model(sources[unit.attack.source])[0] if unit.attack.source
                       else None)
-            rows, arrays, result, library = self._attack(unit, model, source)
+            attack = unit.attack.component.create(self.registry)
+            attack.prepare()  # the unit's seconds are the attack's and the re-check's
+            from . import counting, evaluation  # noqa: F401  (the host's, imported likewise)
+            start = time.perf_counter()
+            rows, arrays, result, library = self._attack(unit, attack, model, source)
         except CONTAINED as err:
             record.status, record.error = "failed", _error(err)
             record.traceback = traceback.format_exc()
@@ -392,8 +395,8 @@ class Worker:
         write_part(self.store.part_path(unit.id), rows, unit.key, _flat(record))
         return record
 
-    def _attack(self, unit: Unit, model, source):
-        """Run the attack on copies of the inputs, check the model is untouched and the
+    def _attack(self, unit: Unit, attack, model, source):
+        """Run ``attack`` on copies of the inputs, check the model is untouched and the
         budgets are the requested ones, and re-check the output into rows."""
         import numpy as np
         import torch
@@ -404,7 +407,6 @@ class Worker:
 
         data = self.data()
         spec = unit.attack
-        attack = spec.component.create(self.registry)
         generator = torch.Generator().manual_seed(unit.attack_seed)
         n = min(spec.samples or len(data.x_test), len(data.x_test))
         x, y = data.x_test[:n], data.y_test[:n]
@@ -425,12 +427,17 @@ class Worker:
                                 generator=generator)
             check_epsilons(result.epsilons, spec.epsilons)
             result = dataclasses.replace(result, epsilons=list(spec.epsilons))
+            library = result.library or type(attack).library
+            constants = {**unit.cell.identity(), "attack": spec.label,
+                         "attack_component": spec.component.name, "library": library,
+                         "library_version": result.library_version,
+                         "threat_model": threat_model.value}
             # a lazy sweep attacks as it is read: the guard below covers it too
             rows, arrays = result_rows(
                 model, result, x, y, samples, targets, threat_model=threat_model,
                 bounds=data.info.bounds, num_classes=data.info.num_classes,
                 batch_size=getattr(attack.options, "batch_size", 256), device=self.device,
-                examples=spec.examples, counters=counters)
+                examples=spec.examples, counters=counters, constants=constants)
         finally:
             changed = [name for m, state in zip(guarded, before) for name in
                        _restore(m, state)]
@@ -438,15 +445,7 @@ class Worker:
             raise RuntimeError(f"attack {spec.label!r} changed the model's state "
                                f"({', '.join(changed[:5])}); the model was restored and "
                                f"the unit's results discarded")
-        library = result.library or type(attack).library
-        for col, value in unit.cell.identity().items():
-            rows[col] = value
-        rows["attack"] = spec.label
-        rows["attack_component"] = spec.component.name
-        rows["library"] = library
-        rows["library_version"] = result.library_version
-        rows["threat_model"] = threat_model.value
-        return rows[list(RESULT_COLUMNS)], arrays, result, library
+        return rows, arrays, result, library
 
 
 def check_epsilons(returned, requested) -> None:

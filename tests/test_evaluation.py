@@ -4,6 +4,7 @@ and the training loop's refusal of non-finite numbers."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -91,6 +92,114 @@ def test_predictions_only_results_are_validated(pred, dist, message):
         result_rows(_model(), result, X, Y, np.arange(4), None,
                     threat_model=ThreatModel.LINF, bounds=(0.0, 1.0), num_classes=2,
                     batch_size=4, device="cpu")
+
+
+# ------------------------------------------------------------- ties and minimal sweeps
+
+
+def _tied() -> nn.Module:
+    """Logits (x0, x0, x1): classes 0 and 1 always tie."""
+    net = nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    return net
+
+
+def test_tied_logits_resolve_to_the_first_class_everywhere():
+    """Rows (0.9, 0.1): logits (0.9, 0.9, 0.1), a tie of classes 0 and 1 that the first
+    wins; rows (0.1, 0.9): class 2. Label 1 makes the tied rows misclassified for the
+    host's predictions, the rows and the attacks' success check alike."""
+    from robench import attack_runtime
+    from robench.evaluation import predict, predictions
+
+    x = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1]])
+    y = torch.tensor([1, 2, 0])
+    expected = [0, 2, 0]
+    assert predictions(_tied(), x, 2, "cpu").tolist() == expected
+    assert predict(_tied(), x, 2, "cpu")[0].tolist() == expected
+    assert attack_runtime.predict(_tied(), x).tolist() == expected
+    assert attack_runtime.succeeded(_tied(), x, y, None).tolist() == [True, False, False]
+    result = AttackResult(epsilons=[0.0], adversarials=[x])
+    rows, _ = result_rows(_tied(), result, x, y, np.arange(3), None,
+                          threat_model=ThreatModel.LINF, bounds=(0.0, 1.0), num_classes=3,
+                          batch_size=2, device="cpu", examples=0)
+    assert rows["pred_clean"].tolist() == expected == rows["pred_adv"].tolist()
+    assert rows["correct_clean"].tolist() == [False, True, True]
+
+
+def _both_paths(model, result, x, y, threat_model, bounds=(0.0, 1.0)):
+    """The rows and examples of ``result`` (a thresholded sweep, judged once) and of the
+    same adversarials handed over as a plain list (re-checked eps by eps)."""
+    from robench.attack_runtime import ThresholdedSweep
+
+    assert isinstance(result.adversarials, ThresholdedSweep)
+    listed = AttackResult(epsilons=result.epsilons,
+                          adversarials=[result.adversarials[i].clone()
+                                        for i in range(len(result.epsilons))])
+    kwargs = dict(threat_model=threat_model, bounds=bounds, num_classes=10, batch_size=16,
+                  device="cpu", examples=5)
+    once = result_rows(model, result, x, y, np.arange(len(x)), None, **kwargs)
+    per_eps = result_rows(model, listed, x, y, np.arange(len(x)), None, **kwargs)
+    return once, per_eps
+
+
+def test_a_real_minimal_attack_judged_once_gives_the_per_eps_rows(registry):
+    """foolbox's L2 DeepFool on a random 10-class MLP: every candidate is predicted once
+    and each eps selects; the rows and examples equal the per-eps re-check, at budgets
+    that choose none, some and all of the candidates."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    x = torch.rand(40, 8)
+    y = model(x).argmax(1).detach()
+    attack = registry.get("attack", "foolbox.L2DeepFoolAttack")
+    attack = attack(attack.Options(steps=5))
+    epsilons = [0.0, 0.05, 0.1, 0.2, 0.4, 10.0]
+    result = attack.run(model, x, y, epsilons, bounds=(0.0, 1.0),
+                        generator=torch.Generator().manual_seed(1))
+    dist = result.details["minimal_distances"]
+    chosen = [int((dist <= eps).sum()) for eps in epsilons]
+    assert chosen[0] == 0 and any(0 < c < len(x) for c in chosen) and chosen[-1] > chosen[1]
+    (rows, arrays), (expected, expected_arrays) = _both_paths(model, result, x, y,
+                                                              ThreatModel.L2)
+    pd.testing.assert_frame_equal(rows, expected)
+    assert arrays.keys() == expected_arrays.keys()
+    for name in arrays:
+        np.testing.assert_array_equal(arrays[name], expected_arrays[name])
+    assert rows.groupby("epsilon")["success"].sum().tolist() == [
+        c if e else 0 for c, e in zip(chosen, epsilons)]
+
+
+def test_a_thresholded_sweep_is_judged_by_the_hosts_measurements():
+    """A sweep whose distances understate: input 0's candidate is chosen at eps 0.1
+    though it lies 0.3 away (over budget: the clean prediction stands), input 1's
+    candidate is not finite (rejected at every eps it is chosen), input 2's lies 0.1
+    away, input 3's is chosen only at eps 1 and lies outside the bounds (clipped: 0.2
+    away). Both paths give the same rows."""
+    from robench.attack_runtime import ThresholdedSweep
+
+    x = X.clone()
+    candidates = torch.tensor([[0.75, 0.5], [float("nan"), 0.5], [0.45, 0.5], [-0.5, 0.5]])
+    claimed = torch.tensor([0.05, 0.05, 0.1, 0.7])
+    epsilons = [0.0, 0.1, 1.0]
+    result = AttackResult(epsilons=epsilons,
+                          adversarials=ThresholdedSweep(x, candidates, claimed, epsilons))
+    listed = AttackResult(epsilons=epsilons, adversarials=[result.adversarials[i]
+                                                           for i in range(3)])
+    kwargs = dict(threat_model=ThreatModel.LINF, bounds=(0.0, 1.0), num_classes=2,
+                  batch_size=3, device="cpu", examples=4)
+    rows, arrays = result_rows(_model(), result, x, Y, np.arange(4), None, **kwargs)
+    expected, expected_arrays = result_rows(_model(), listed, x, Y, np.arange(4), None,
+                                            **kwargs)
+    pd.testing.assert_frame_equal(rows, expected)
+    np.testing.assert_array_equal(arrays["adversarial"], expected_arrays["adversarial"])
+    at = rows[rows["epsilon"] == 0.1]
+    assert at["within_budget"].tolist() == [False, False, True, True]
+    assert at["pred_adv"].tolist() == [0, 0, 0, 0]
+    np.testing.assert_allclose(at["distance"], [0.3, np.nan, 0.1, 0.0], rtol=1e-6)
+    at = rows[rows["epsilon"] == 1.0]
+    assert at["within_budget"].tolist() == [True, False, True, True]
+    assert at["pred_adv"].tolist() == [1, 0, 0, 0]
+    np.testing.assert_allclose(at["distance"], [0.3, np.nan, 0.1, 0.2], rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- training

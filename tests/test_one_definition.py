@@ -179,8 +179,8 @@ def test_the_defense_and_the_metric_share_the_transfer_matrices(monkeypatch):
 
 def test_predictions_come_from_one_helper(monkeypatch):
     """A model whose host logits are replaced: the attack runtime, the host's
-    predictions and the metrics' logits all follow the replacement."""
-    from robench import attack_runtime, evaluation
+    predictions and rows and the metrics' logits all follow the replacement."""
+    from robench import AttackResult, ThreatModel, attack_runtime, evaluation
     from robench_plugins.metrics import _weights
 
     torch.manual_seed(0)
@@ -188,16 +188,22 @@ def test_predictions_come_from_one_helper(monkeypatch):
     x, y = torch.rand(10, 4), torch.zeros(10, dtype=torch.long)
 
     def always_two(model, x, batch_size, device):
-        out = torch.zeros(len(x), 3)
+        out = torch.zeros(len(x), 3, device=device)
         out[:, 2] = 1.0
         return out
 
-    monkeypatch.setattr(evaluation, "logits", always_two)
+    monkeypatch.setattr(evaluation, "device_logits", always_two)
     assert attack_runtime.predict(model, x).tolist() == [2] * 10
     assert attack_runtime.succeeded(model, x, y, None).all()
     assert evaluation.predict(model, x, 4, "cpu")[0].tolist() == [2] * 10
+    assert evaluation.predictions(model, x, 4, "cpu").tolist() == [2] * 10
     _, correct = _weights.loss_and_correct(model, x, y, "cpu")
     assert not correct.any()
+    rows, _ = evaluation.result_rows(
+        model, AttackResult(epsilons=[0.0], adversarials=[x]), x, y, np.arange(10), None,
+        threat_model=ThreatModel.LINF, bounds=(0.0, 1.0), num_classes=3, batch_size=4,
+        device="cpu", examples=0)
+    assert rows["pred_clean"].tolist() == [2] * 10 and rows["pred_adv"].tolist() == [2] * 10
 
 
 # ------------------------------------------------------------ the attack in metrics

@@ -46,10 +46,15 @@ def classifier(model: torch.nn.Module, x: torch.Tensor, bounds: tuple[float, flo
 
 def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
           targets: torch.Tensor | None, bounds: tuple[float, float]) -> torch.Tensor:
-    """Run the ART class of ``attack.entry`` once; labels (or targets) are always given."""
+    """Run the ART class of ``attack.entry`` once; labels (or targets) are always given.
+    The ``PyTorchClassifier`` is built once per attack instance (the attack object per
+    call: its budget is a constructor argument)."""
     entry = attack.entry
     cls = getattr(importlib.import_module(entry["module"]), entry["class"])
-    clf = classifier(model, x, bounds, probabilities=entry["class"] in _PROBABILITY_ATTACKS)
+    probabilities = entry["class"] in _PROBABILITY_ATTACKS
+    clf = attack.built(("model", model, tuple(x.shape[1:]), x.dtype, x.device,
+                        tuple(float(b) for b in bounds), probabilities),
+                       lambda: classifier(model, x, bounds, probabilities))
     kwargs = attack.library_kwargs()
     if entry["norm_option"]:
         norm = str(kwargs["norm"])

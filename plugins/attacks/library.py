@@ -32,7 +32,9 @@ that option, per instance.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from robench import AttackProperties, FixedBudgetAttack, MinimalAttack, ThreatModel
@@ -114,10 +116,24 @@ class LibraryAttack:
 
     def __init__(self, options: Any = None):
         super().__init__(options)  # type: ignore[call-arg]
+        self._built: dict[tuple, Any] = {}
         norm_option = self.entry.get("norm_option")
         if norm_option:
             key = _norm_key(getattr(self.options, norm_option))  # checked by the Options
             self.threat_model = ThreatModel(self.entry["norm_values"][key])
+
+    def built(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """The library object ``build()`` makes for ``key`` (a model wrapper keyed by the
+        model and everything it depends on, or an attack object), made once per attack
+        instance: robench creates one instance per unit, so every budget and chunk of a
+        unit reuses it."""
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
+    def prepare(self) -> None:
+        """Import the library's calls (and the library) now, before the attack runs."""
+        importlib.import_module(_CALLS_MODULES[self.entry["library"]], __package__)
 
     def library_kwargs(self) -> dict[str, Any]:
         """The user's options as keyword arguments of the library class (options the
@@ -239,6 +255,9 @@ class ArtCalls(LibraryAttack):
 
 _CALLS: dict[str, type[LibraryAttack]] = {"torchattacks": TorchattacksCalls,
                                           "foolbox": FoolboxCalls, "art": ArtCalls}
+
+_CALLS_MODULES = {"torchattacks": "._torchattacks", "foolbox": "._foolbox", "art": "._art"}
+"""The module of each library's calls (imported when an attack of the library runs)."""
 
 _ADAPTER_FIELDS = ("incremental",)
 """Options every fixed-budget adapter adds to the catalogue's (never passed to the library)."""
