@@ -14,8 +14,11 @@ Layout (JSON)::
     versions:   {python, robench, torch, ..., plugins: {package: version}}
     git_commit, device, seeds
     attacks:    {label: {component, library, threat_model, epsilons, source}}
-    cells:      {cell id: {cell: {dataset, model, defense, seed, cell}, key, status, ...}}
-    units:      {unit id: {cell, attack, key, status, seconds, rows, ...}}
+    cells:      {cell id: {cell: {dataset, model, defense, seed, cell}, key, key_material,
+                           status, ...}}
+    units:      {unit id: {cell, attack, key, key_material, status, seconds, rows, ...}}
+    kept:       {cell or unit id: ["what old version (now new version)", ...]}
+                (results kept across a version change; absent when none)
     metric_errors: {metric name: traceback}
     reporter_errors: {reporter name: traceback}  (reporters that raised; kept in ``extra``)
 
@@ -36,6 +39,11 @@ SCHEMA_VERSION = 1
 
 STATUSES = ("pending", "running", "done", "failed", "interrupted")
 """Statuses of a run, cell or unit (cells also pass through ``trained``)."""
+
+
+SINCE_VERSION_1 = {"optional": True}
+"""Metadata of a field added after layout version 1: written only when set, so a record
+written before it round-trips unchanged."""
 
 
 def _known(cls: type, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -62,8 +70,9 @@ class CellRecord:
     """One trained model: its identity, cache key, status and training facts.
 
     ``cell`` holds the identity columns of :data:`robench.schema.CELL_SCHEMA`;
-    ``cached`` says whether the weights came from the model cache; ``error`` and
-    ``traceback`` are set when the cell failed.
+    ``key_material`` what its key hashes (:data:`robench.runner.KEY_MATERIAL`; None in
+    records written before it was stored); ``cached`` says whether the weights came from
+    the model cache; ``error`` and ``traceback`` are set when the cell failed.
     """
 
     cell: dict[str, Any]
@@ -73,6 +82,8 @@ class CellRecord:
     train_seconds: float | None = None
     history: bool | None = None
     metrics_key: str | None = None
+    key_material: dict[str, Any] | None = dataclasses.field(default=None,
+                                                            metadata=SINCE_VERSION_1)
     error: str | None = None
     traceback: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -87,6 +98,7 @@ class CellRecord:
 class UnitRecord:
     """One attack sweep on one cell: status, timing, row count and the attack's details.
 
+    ``key_material`` is what its key hashes (see :class:`CellRecord`);
     ``over_budget`` counts rows the host rejected; ``details`` holds the scalar details
     the attack reported (e.g. ``minimal``, ``incremental``, ``implementation``).
     """
@@ -101,6 +113,8 @@ class UnitRecord:
     library: str | None = None
     library_version: str | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    key_material: dict[str, Any] | None = dataclasses.field(default=None,
+                                                            metadata=SINCE_VERSION_1)
     error: str | None = None
     traceback: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -118,7 +132,12 @@ class ExperimentRecord:
 
 @dataclasses.dataclass
 class RunRecord:
-    """The whole of ``run.json`` (see the module docstring for the layout)."""
+    """The whole of ``run.json`` (see the module docstring for the layout).
+
+    ``kept`` names the cells and units whose results a rerun kept although their key
+    changed in versions only (``[experiment] on_version_change = "keep"``), each with
+    the versions that produced them: ``"foolbox 3.3.3 (now 3.3.4)"``.
+    """
 
     experiment: ExperimentRecord
     robench_version: str
@@ -136,6 +155,8 @@ class RunRecord:
     cells: dict[str, CellRecord] = dataclasses.field(default_factory=dict)
     units: dict[str, UnitRecord] = dataclasses.field(default_factory=dict)
     metric_errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    kept: dict[str, list[str]] = dataclasses.field(default_factory=dict,
+                                                   metadata=SINCE_VERSION_1)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ reading
@@ -162,6 +183,7 @@ class RunRecord:
             fields["units"] = {k: UnitRecord(**_split(UnitRecord, v))
                                for k, v in (fields.get("units") or {}).items()}
             fields["metric_errors"] = fields.get("metric_errors") or {}
+            fields["kept"] = fields.get("kept") or {}
             fields["schema_version"] = SCHEMA_VERSION
             return cls(**fields, extra=extra)
         except (KeyError, TypeError) as err:
@@ -201,6 +223,17 @@ class RunRecord:
                     for name, trace in self.extra.get("reporter_errors", {}).items()})
         return out
 
+    def kept_summary(self) -> str:
+        """The results kept across a version change (:attr:`kept`) in one line, e.g.
+        ``3 units computed with foolbox 3.3.3 (now 3.3.4)``; empty when none."""
+        groups: dict[tuple[str, str], int] = {}
+        for id_, versions in self.kept.items():
+            group = ("unit" if id_ in self.units else "model", "; ".join(versions))
+            groups[group] = groups.get(group, 0) + 1
+        return "; ".join(f"{n} {kind}{'s' if n > 1 else ''} "
+                         f"{'computed' if kind == 'unit' else 'trained'} with {versions}"
+                         for (kind, versions), n in groups.items())
+
     def done_units(self) -> list[str]:
         """Ids of the units whose results are stored."""
         return [uid for uid, rec in self.units.items() if rec.status == "done"]
@@ -212,10 +245,11 @@ def _split(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flatten(obj: Any) -> Any:
-    """A record dataclass as plain JSON data, with each ``extra`` merged into its object."""
+    """A record dataclass as plain JSON data, with each ``extra`` merged into its object
+    (fields added after layout version 1 only when set)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {f.name: _flatten(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-               if f.name != "extra"}
+               if f.name != "extra" and (getattr(obj, f.name) or not f.metadata)}
         out.update(getattr(obj, "extra", {}) or {})
         return out
     if isinstance(obj, dict):

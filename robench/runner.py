@@ -25,12 +25,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -61,6 +63,11 @@ LIBRARIES = ("torch", "torchvision", "adversarial-robustness-toolbox", "foolbox"
 
 ATTACK_DISTRIBUTIONS = {"art": "adversarial-robustness-toolbox"}
 """Distribution names of attack libraries whose ``Attack.library`` differs from them."""
+
+
+KeepKey = Callable[[str, str, dict[str, Any], str], tuple[str, dict[str, Any]]]
+"""``keep(kind, id, material, key) -> (key, material)``: chooses the key of a cell or
+unit (and the material it was made of)."""
 
 
 def _version(distribution: str) -> str | None:
@@ -101,53 +108,179 @@ class _Keys:
         return out
 
 
+KEY_MATERIAL = (
+    ("cell", "data", "the data: the entries `dataset`, `root` and `train_subset`"),
+    ("cell", "model", "the model component"),
+    ("cell", "training", "the model entry's training settings"),
+    ("cell", "defenses", "the defense stack: its components, in order"),
+    ("cell", "seed", "the cell's seed"),
+    ("cell", "torch", "torch's version"),
+    ("data", "dataset", "the dataset component"),
+    ("data", "root", "`[data] root`"),
+    ("data", "train_subset", "`[data] train_subset`"),
+    ("unit", "cell", "the key of the unit's cell"),
+    ("unit", "attack", "the attack component"),
+    ("unit", "epsilons", "the budgets"),
+    ("unit", "samples", "`samples` of the attack entry"),
+    ("unit", "test_subset", "`[data] test_subset`"),
+    ("unit", "targets", "`targets` of the attack entry"),
+    ("unit", "source", "the key of the cell a transfer attack is crafted on (null for "
+                       "none)"),
+    ("component", "name", "the plugin's name"),
+    ("component", "options", "its parsed options"),
+    ("component", "version", "the plugin class's `version`"),
+    ("component", "package", "`[package, version]` of the plugin's distribution"),
+    ("component", "checkpoint_content", "SHA-256 of the file its `checkpoint` option "
+                                        "names (only with such an option; null when "
+                                        "there is no such file)"),
+    ("component", "library", "`[library, version]` of the library an attack wraps "
+                             "(attacks only)"),
+)
+"""What a key is made of: (part, entry, meaning). A cell's key hashes the ``cell``
+entries, a unit's the ``unit`` entries; ``data`` is the cell's ``data`` entry and every
+component (dataset, model, defense, attack) is a ``component`` object. Each cell's and
+unit's material is stored in run.json (``key_material``), so a rerun can say what
+changed."""
+
+
+def describe_key_material() -> str:
+    """:data:`KEY_MATERIAL` as a Markdown table, for the run-directory documentation."""
+    lines = ["| part | entry | meaning |", "| --- | --- | --- |"]
+    lines += [f"| {part} | `{entry}` | {meaning} |" for part, entry, meaning in KEY_MATERIAL]
+    return "\n".join(lines)
+
+
+VERSION_ENTRIES = ("version", "package", "library")
+"""Entries of a component's key material that are versions (with ``torch`` of a cell)."""
+
+
+def key_changes(old: Any, new: Any, path: tuple = ()) -> list[tuple[tuple, Any, Any]]:
+    """``(path, old value, new value)`` of every entry in which two key materials differ;
+    objects are compared entry by entry, and so are lists of objects (a defense stack)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        names = [*old, *(k for k in new if k not in old)]
+        return [c for k in names for c in key_changes(old.get(k), new.get(k), (*path, k))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) \
+            and all(isinstance(v, dict) for v in old + new):
+        return [c for i, (a, b) in enumerate(zip(old, new))
+                for c in key_changes(a, b, (*path, i))]
+    return [] if old == new else [(path, old, new)]
+
+
+def _component(material: dict[str, Any], path: tuple) -> str:
+    """The component at ``path`` of a key material in words, e.g. ``model 'mlp'``."""
+    node: Any = material
+    for step in path:
+        node = node[step] if isinstance(node, (dict, list)) else None
+    kind = "defense" if path[0] == "defenses" else str(path[-1])
+    name = node.get("name") if isinstance(node, dict) else None
+    return f"{kind} {name!r}" if name else kind
+
+
+def version_change(material: dict[str, Any], path: tuple, old: Any, new: Any
+                   ) -> tuple[str, Any, Any] | None:
+    """``(what, old version, new version)`` when the change of ``material`` at ``path``
+    is a version's (of torch, a plugin, its package or an attack's library); None for
+    any other change."""
+    entry = path[-1]
+    if path == ("torch",):
+        return "torch", old, new
+    if entry == "version" and len(path) > 1:
+        return f"{_component(material, path[:-1])} version", old, new
+    if entry in VERSION_ENTRIES and isinstance(old, list) and isinstance(new, list) \
+            and len(old) == len(new) == 2 and old[0] == new[0]:
+        return str(old[0]), old[1], new[1]
+    return None
+
+
+def describe_change(material: dict[str, Any], path: tuple, old: Any, new: Any) -> str:
+    """One change of a key's material in words, e.g. ``foolbox 3.3.3 -> 3.3.4`` or
+    ``the checkpoint of model 'cnn' changed``."""
+    version = version_change(material, path, old, new)
+    if version is not None:
+        return f"{version[0]} {version[1]} -> {version[2]}"
+    if path[-1] == "checkpoint_content":
+        return f"the checkpoint of {_component(material, path[:-1])} changed"
+    shown = [json.dumps(v, default=str) for v in (old, new)]
+    shown = [v if len(v) <= 40 else v[:37] + "..." for v in shown]
+    return f"{'.'.join(map(str, path))} {shown[0]} -> {shown[1]}"
+
+
+def _as_json(obj: Any) -> Any:
+    """``obj`` as run.json stores it (tuples become lists, unknown objects strings)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
 def plan(spec: ExperimentSpec, registry: Registry | None = None
          ) -> tuple[list[Cell], list[Unit]]:
-    """The cells and units of an experiment, in execution order.
+    """The cells and units of an experiment, in execution order (see
+    :func:`plan_with_material`)."""
+    cells, units, _ = plan_with_material(spec, registry)
+    return cells, units
+
+
+def plan_with_material(spec: ExperimentSpec, registry: Registry | None = None, *,
+                       keep: KeepKey | None = None
+                       ) -> tuple[list[Cell], list[Unit], dict[str, dict[str, Any]]]:
+    """The cells and units of an experiment, in execution order, and the key material of
+    each by id.
 
     A cell's key hashes the data (dataset plugin, options, version, root and subset),
     the model and defense components (options, versions, checkpoint contents), the
     training settings, the seed and torch's version; a unit's key hashes its cell's
     key, the attack component (options, versions, its library's version), the budgets,
-    samples, targets and the source cell's key. Raises RobenchError if two cells or
-    units would share an id.
+    samples, targets and the source cell's key (:data:`KEY_MATERIAL`). ``keep(kind, id,
+    material, key)``, when given, returns the key (and material) to use for a cell or
+    unit, e.g. an earlier one whose results are kept; units are keyed by their cells'
+    keys so chosen.
+    Raises RobenchError if two cells or units would share an id.
     """
     keys = _Keys(spec, registry or get_registry())
     data = spec.data
     data_key = {"dataset": keys.component(data.dataset), "root": data.root,
                 "train_subset": data.train_subset}
     torch_version = _version("torch")
-    cells, units = [], []
+    cells, units, materials = [], [], {}
     for model in spec.models:
         stacks = [s for s in spec.defenses
                   if model.defenses is None or s.label in model.defenses]
         for stack in stacks:
             for seed in spec.seeds:
-                key = stable_hash({
+                material = _as_json({
                     "data": data_key, "model": keys.component(model.component),
                     "training": dataclasses.asdict(model.training),
                     "defenses": [keys.component(d) for d in stack.defenses], "seed": seed,
                     "torch": torch_version,
                 })
-                cells.append(Cell(model, stack, seed, data.dataset.name, key))
+                cell = Cell(model, stack, seed, data.dataset.name, stable_hash(material))
+                if keep is not None:
+                    key, material = keep("cell", cell.id, material, cell.key)
+                    cell = dataclasses.replace(cell, key=key)
+                cells.append(cell)
+                materials[cell.id] = material
     by_labels = {(c.model.label, c.defense.label, c.seed): c for c in cells}
     attacks = {a.label: keys.component(a.component) for a in spec.attacks}
     for cell in cells:
         for attack in spec.attacks:
             source_key = (by_labels[(*attack.source, cell.seed)].key if attack.source else None)
-            key = stable_hash({
+            material = _as_json({
                 "cell": cell.key, "attack": attacks[attack.label],
                 "epsilons": attack.epsilons, "samples": attack.samples,
                 "test_subset": data.test_subset, "targets": attack.targets,
                 "source": source_key,
             })
-            units.append(Unit(cell, attack, key))
+            unit = Unit(cell, attack, stable_hash(material))
+            if keep is not None:
+                key, material = keep("unit", unit.id, material, unit.key)
+                unit = dataclasses.replace(unit, key=key)
+            units.append(unit)
+            materials[unit.id] = material
     for kind, ids in (("cell", [c.id for c in cells]), ("unit", [u.id for u in units])):
         twice = sorted(i for i, n in Counter(ids).items() if n > 1)
         if twice:
             raise RobenchError(f"{spec.file}: two {kind}s would share the id "
                                f"{twice[0]!r}; rename a label")
-    return cells, units
+    return cells, units, materials
 
 
 def resolve_device(device: str):
@@ -223,7 +356,8 @@ class Runner:
         self.store = RunStore(out or spec.output)
         self.device_name = device or spec.device
         self.progress = progress
-        self.cells, self.units = plan(spec, self.registry)
+        self.cells, self.units, self.materials = plan_with_material(spec, self.registry)
+        self.kept: dict[str, list[str]] = {}
         self.model_dir = (Path(spec.model_cache).expanduser() if spec.model_cache
                           else self.store.path / "models")
         self.messages: list[str] = []
@@ -265,12 +399,16 @@ class Runner:
         units = {}
         for unit in self.units:
             units[unit.id] = self._unit_record(unit, old_units.get(unit.id))
+            units[unit.id].key_material = self.materials[unit.id]
         cells = {}
         for c in self.cells:
             old = old_cells.get(c.id)
             keep = dataclasses.asdict(old) if old is not None and old.key == c.key else {}
-            keep.update(cell=c.identity(), key=c.key)
+            keep.update(cell=c.identity(), key=c.key, key_material=self.materials[c.id])
             cells[c.id] = CellRecord(**keep)
+        done = {i for i, r in cells.items() if r.status == "done"}
+        done |= {i for i, r in units.items() if r.status == "done"}
+        kept = {i: v for i, v in self.kept.items() if i in done}
         return RunRecord(
             experiment=ExperimentRecord(name=self.spec.name, file=self.spec.file,
                                         config=self.spec.raw,
@@ -282,7 +420,7 @@ class Runner:
             started=_now(),
             attacks={a.label: self._attack_record(a) for a in self.spec.attacks},
             cells=cells, units=units,
-            metric_errors=dict(previous.metric_errors) if previous else {},
+            metric_errors=dict(previous.metric_errors) if previous else {}, kept=kept,
             extra=self._extra(previous))
 
     def _extra(self, previous: RunRecord | None) -> dict[str, Any]:
@@ -318,6 +456,71 @@ class Runner:
         fields = {f.name for f in dataclasses.fields(UnitRecord)} - {"extra"}
         return UnitRecord(**{k: v for k, v in stored.items() if k in fields},
                           extra={k: v for k, v in stored.items() if k not in fields})
+
+    def _keep_earlier_versions(self, previous: RunRecord) -> None:
+        """``on_version_change = "keep"``: plan again, keeping the earlier key of every
+        finished cell (whose model is still cached) and unit whose key changed in
+        versions only; :attr:`kept` then says what each was computed with. A unit is
+        kept with what its cell (and source cell) were."""
+        own: dict[str, list[str]] = {}
+
+        def keep(kind: str, id_: str, material: dict[str, Any], key: str
+                 ) -> tuple[str, dict[str, Any]]:
+            old = (previous.cells if kind == "cell" else previous.units).get(id_)
+            if old is None or old.key == key or old.key_material is None \
+                    or old.status != "done":
+                return key, material
+            versions = [version_change(old.key_material, *change)
+                        for change in key_changes(old.key_material, material)]
+            if None in versions or (kind == "cell"
+                                    and not (self.model_dir / f"{old.key}.pt").is_file()):
+                return key, material
+            own[id_] = [f"{what} {was} (now {now})"
+                        for what, was, now in cast(list[tuple[str, Any, Any]], versions)]
+            return old.key, old.key_material
+
+        self.cells, self.units, self.materials = plan_with_material(
+            self.spec, self.registry, keep=keep)
+        by_labels = {(c.model.label, c.defense.label, c.seed): c for c in self.cells}
+        self.kept = {c.id: own[c.id] for c in self.cells if c.id in own}
+        for unit in self.units:
+            cells = [unit.cell] + ([by_labels[(*unit.attack.source, unit.cell.seed)]]
+                                   if unit.attack.source else [])
+            changes = [*own.get(unit.id, []), *(v for c in cells for v in own.get(c.id, []))]
+            if changes:
+                self.kept[unit.id] = list(dict.fromkeys(changes))
+
+    def _explain(self, previous: RunRecord | None) -> None:
+        """Say in one line per reason why finished cells and units are recomputed: what
+        changed in their keys' material (e.g. ``foolbox 3.3.3 -> 3.3.4``)."""
+        if previous is None:
+            return
+        reasons: dict[str, str] = {}
+        for kind, olds, news in (("cell", previous.cells, self.record.cells),
+                                 ("unit", previous.units, self.record.units)):
+            for id_, new in news.items():
+                old = olds.get(id_)
+                if old is None or old.status != "done" or old.key == new.key:
+                    continue
+                if old.key_material is None or new.key_material is None:
+                    reasons[id_] = "the earlier run recorded no key material"
+                    continue
+                parts = []
+                for path, was, now in key_changes(old.key_material, new.key_material):
+                    if path in (("cell",), ("source",)):
+                        cell = getattr(new, "cell", "") if path == ("cell",) else ""
+                        parts.append(reasons.get(cell) or f"its {path[0]} cell's key changed")
+                    else:
+                        parts.append(describe_change(new.key_material, path, was, now))
+                reasons[id_] = "; ".join(dict.fromkeys(parts))
+        for kind, ids in (("cell", self.record.cells), ("unit", self.record.units)):
+            counts = Counter(reasons[i] for i in ids if i in reasons)
+            for reason, n in counts.items():
+                self._say(f"recomputing {n} {kind}{'s' if n > 1 else ''}: {reason}")
+        counts = Counter("; ".join(v) for i, v in self.record.kept.items()
+                         if i in self.record.units)
+        for versions, n in counts.items():
+            self._say(f"keeping {n} unit{'s' if n > 1 else ''} computed with {versions}")
 
     def _attack_record(self, spec: AttackSpec) -> AttackRecord:
         cls = cast(type[Attack], self.registry.get("attack", spec.component.name))
@@ -361,7 +564,11 @@ class Runner:
     def run(self) -> RunStore:
         """Run every pending unit, compute metrics, write the report; return the store."""
         self.store.path.mkdir(parents=True, exist_ok=True)
-        self.record = self._init_record(self._previous())
+        previous = self._previous()
+        if previous is not None and self.spec.on_version_change == "keep":
+            self._keep_earlier_versions(previous)
+        self.record = self._init_record(previous)
+        self._explain(previous)
         if Path(self.spec.file).is_file():
             text = Path(self.spec.file).read_bytes()
             copy = self.store.path / "experiment.toml"
@@ -436,8 +643,11 @@ class Runner:
         old = self.record.cells[work.cell.id]
         if outcome.cell.metrics_key is None and outcome.cell.status == "done":
             outcome.cell.metrics_key = old.metrics_key
+        outcome.cell.key_material = self.materials[work.cell.id]
         self.record.cells[work.cell.id] = outcome.cell
         errors = {k: v for k, v in self.record.metric_errors.items()
                   if not k.endswith(f"@{work.cell.id}") or not work.cell_metrics}
         self.record.metric_errors = {**errors, **outcome.metric_errors}
+        for unit_id, unit in outcome.units.items():
+            unit.key_material = self.materials[unit_id]
         self.record.units.update(outcome.units)

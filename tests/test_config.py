@@ -196,3 +196,17 @@ def test_import_shorthand_errors(write_toml, capsys, model, extra, key, words):
     assert main(["validate", str(path)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and f" {key}: " in lines[0] and words in lines[0], lines
+
+
+def test_on_version_change_is_recompute_or_keep(write_toml, registry):
+    assert load_experiment(write_toml(SMOKE), registry=registry).on_version_change == \
+        "recompute"
+    keep = SMOKE.replace('device = "cpu"', 'device = "cpu"\non_version_change = "keep"')
+    assert load_experiment(write_toml(keep), registry=registry).on_version_change == "keep"
+    with pytest.raises(ConfigError, match=r"experiment\.on_version_change: unknown policy "
+                                          r"'kep' \(did you mean 'keep'\?\); valid: "
+                                          r"recompute, keep"):
+        load_experiment(write_toml(keep.replace('"keep"', '"kep"')), registry=registry)
+    with pytest.raises(ConfigError, match=r"experiment\.on_version_change: expected a "
+                                          r"string, got 1"):
+        load_experiment(write_toml(keep.replace('"keep"', "1")), registry=registry)

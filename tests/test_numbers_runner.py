@@ -4,6 +4,7 @@ parts a rerun trusts (a unit is done only if its part is there and holds its key
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import textwrap
 
@@ -212,3 +213,247 @@ def test_a_removed_attacks_parts_move_to_superseded(finished, tmp_path, registry
         "mlp--l2--s0--renamed.parquet", "mlp--none--s0--renamed.parquet"]
     assert (out / "superseded" / f"mlp--l2--s0--noise.{old_key}.parquet").is_file()
     assert len(pd.read_parquet(out / "results")) == len(run.results)
+
+
+# --------------------------------------------------------------- key material
+
+
+def test_the_key_material_is_the_documented_one(write_toml, registry):
+    """Every entry a key hashes is documented (docs/run-directory.md renders
+    KEY_MATERIAL): a renamed, added or dropped entry fails here."""
+    from pathlib import Path
+
+    from robench.runner import KEY_MATERIAL, describe_key_material, plan_with_material
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "run-directory.md").read_text()
+    assert describe_key_material() in page
+    documented: dict[str, set[str]] = {}
+    for part, entry, _ in KEY_MATERIAL:
+        documented.setdefault(part, set()).add(entry)
+    transfer = SMOKE.replace("[metrics]", '[[attacks]]\nname = "moved"\nattack = '
+                             '"test.sign_noise"\nepsilons = [0.1]\nsource = "mlp/l2"\n\n'
+                             "[metrics]")
+    cells, units, material = plan_with_material(
+        load_experiment(write_toml(transfer), registry=registry), registry)
+    cell = material["mlp--l2--s0"]
+    assert set(cell) == documented["cell"] and set(cell["data"]) == documented["data"]
+    unit = material["mlp--none--s0--moved"]
+    assert set(unit) == documented["unit"]
+    components = [cell["data"]["dataset"], cell["model"], *cell["defenses"], unit["attack"]]
+    assert all(set(c) <= documented["component"] for c in components)
+    assert {"name", "options", "version", "package"} <= set(cell["model"])
+    assert set(unit["attack"]) == documented["component"] - {"checkpoint_content"}
+    # the values: what the experiment says, the cell's key, and the hash of the material
+    assert (cell["seed"], cell["data"]["root"], cell["data"]["train_subset"]) == (0, None, None)
+    assert cell["defenses"][0]["name"] == "weight_decay"
+    assert cell["defenses"][0]["options"]["coefficient"] == 0.01
+    assert cell["model"]["options"]["hidden"] == [16]
+    assert cell["training"]["lr"] == 0.01 and cell["training"]["epochs"] == 3
+    assert cell["torch"] == robench.runner._version("torch") is not None
+    assert unit["attack"]["library"][0] == "tests"
+    assert unit["epsilons"] == [0.1] and unit["samples"] is None
+    assert (unit["test_subset"], unit["targets"]) == (None, None)
+    by_id = {c.id: c for c in cells}
+    assert unit["cell"] == by_id["mlp--none--s0"].key
+    assert unit["source"] == by_id["mlp--l2--s0"].key
+    assert material["mlp--l2--s0--noise"]["source"] is None
+    for thing in (*cells, *units):
+        text = json.dumps(material[thing.id], sort_keys=True, separators=(",", ":"))
+        assert thing.key == hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_key_changes_name_each_differing_entry():
+    from robench.runner import describe_change, key_changes, version_change
+
+    old = {"torch": "2.0", "model": {"name": "cnn", "options": {"w": 1}, "version": "1",
+                                     "package": ["p", "0.1"], "checkpoint_content": "aa"},
+           "defenses": [{"name": "d", "version": "1"}], "seed": 0}
+    new = {"torch": "2.1", "model": {"name": "cnn", "options": {"w": 2}, "version": "2",
+                                     "package": ["p", "0.2"], "checkpoint_content": "bb"},
+           "defenses": [{"name": "d", "version": "3"}], "seed": 0, "added": 1}
+    changes = key_changes(old, new)
+    assert [c[0] for c in changes] == [
+        ("torch",), ("model", "options", "w"), ("model", "version"), ("model", "package"),
+        ("model", "checkpoint_content"), ("defenses", 0, "version"), ("added",)]
+    assert [describe_change(new, *c) for c in changes] == [
+        "torch 2.0 -> 2.1", "model.options.w 1 -> 2", "model 'cnn' version 1 -> 2",
+        "p 0.1 -> 0.2", "the checkpoint of model 'cnn' changed",
+        "defense 'd' version 1 -> 3", "added null -> 1"]
+    assert [version_change(new, *c) is not None for c in changes] == [
+        True, False, True, True, False, True, False]
+    assert key_changes(old, old) == []
+    # a stack of another length, or a package renamed, is no version change
+    assert key_changes({"defenses": [{"a": 1}]}, {"defenses": []}) == [
+        (("defenses",), [{"a": 1}], [])]
+    assert version_change({}, ("x", "library"), ["a", "1"], ["b", "1"]) is None
+    assert version_change({}, ("x", "library"), ["a", "1"], ["a", "2"]) == ("a", "1", "2")
+    assert version_change({}, ("version",), "1", "2") is None  # not a component's
+    long = describe_change({}, ("epsilons",), list(range(30)), [])
+    assert long == f"epsilons {json.dumps(list(range(30)))[:37]}... -> []"
+
+
+# --------------------------------------------------------------- version changes
+
+
+def _with_versions(monkeypatch, **versions):
+    """Pretend the given distributions (``torch=...``) are installed in these versions."""
+    import robench.runner
+
+    real = robench.runner._version
+    monkeypatch.setattr(robench.runner, "_version",
+                        lambda dist: versions.get(dist, real(dist)))
+
+
+def test_a_rerun_says_why_it_recomputes(finished, tmp_path, registry, monkeypatch, capsys):
+    from plugin_fixtures import SignNoise
+
+    torch_version, attack_version = robench.runner._version("torch"), SignNoise.version
+    _with_versions(monkeypatch, torch="99.0")
+    monkeypatch.setattr(SignNoise, "version", "7.5")
+    capsys.readouterr()
+    run, before, after = rerun(finished, tmp_path, registry)
+    err = capsys.readouterr().err
+    assert f"recomputing 2 cells: torch {torch_version} -> 99.0" in err
+    assert (f"recomputing 2 units: torch {torch_version} -> 99.0; attack "
+            f"'test.sign_noise' version {attack_version} -> 7.5") in err
+    assert all(before[p] != after[p] for p in before)
+    record = run.record
+    assert record.cells["mlp--l2--s0"].key_material["torch"] == "99.0"
+    assert record.units[PART.removesuffix(".parquet")].key_material["attack"]["version"] == "7.5"
+    assert not record.kept
+
+
+def test_keep_holds_results_across_a_version_change(finished, tmp_path, registry,
+                                                    monkeypatch, capsys):
+    path, done, rows = finished
+    torch_version = robench.runner._version("torch")
+    _with_versions(monkeypatch, torch="99.0")
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
+    capsys.readouterr()
+    run = api.run(path, out=out, registry=registry, progress=False,
+                  overrides={"experiment.on_version_change": "keep"})
+    assert before == {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
+    pd.testing.assert_frame_equal(run.results.sort_values(KEY).reset_index(drop=True), rows)
+    was = f"torch {torch_version} (now 99.0)"
+    assert run.record.kept == {i: [was] for i in [*run.record.cells, *run.record.units]}
+    assert f"keeping 2 units computed with {was}" in capsys.readouterr().err
+    assert robench.load(out).record.kept == run.record.kept
+    from robench.results import RunStore
+    from robench_plugins.reporters import Provenance
+
+    report = Provenance().sections(RunStore(out))[0].text
+    assert f"**kept from an earlier run**: `2 models trained with {was}; 2 units " \
+           f"computed with {was}`" in report
+    for cell in run.record.cells.values():  # the material that produced the kept model
+        assert cell.key_material["torch"] == torch_version
+    # anything but a version still recomputes, with the kept cell's model
+    edited = tmp_path / "edited.toml"
+    edited.write_text(path.read_text().replace("repeats = 2", "repeats = 3"))
+    again = api.run(edited, out=out, registry=registry, progress=False,
+                    overrides={"experiment.on_version_change": "keep"})
+    assert set(again.record.kept) == set(again.record.cells)
+    assert all(c.cached for c in again.record.cells.values())
+    assert len(list((out / "superseded").glob("*.parquet"))) == 2
+    # and the default recomputes everything
+    third = api.run(edited, out=out, registry=registry, progress=False)
+    assert not third.record.kept
+    assert all(c.key_material["torch"] == "99.0" for c in third.record.cells.values())
+
+
+# --------------------------------------------------------------- the resume check
+
+
+@pytest.fixture
+def fresh(write_toml, registry, tmp_path):
+    """A runner of the smoke experiment into an empty run directory, and one unit."""
+    from robench.runner import Runner
+
+    runner = Runner(load_experiment(write_toml(SMOKE), registry=registry), tmp_path / "run",
+                    registry=registry, progress=False)
+    return runner, next(u for u in runner.units if u.id == PART.removesuffix(".parquet"))
+
+
+def _part(runner, unit, key, record=None):
+    from robench.results import write_part
+
+    path = runner.store.part_path(unit.id)
+    write_part(path, pd.DataFrame({"sample": [0, 1]}), key, record or {})
+    return path
+
+
+def test_a_unit_without_a_part_is_pending(fresh):
+    from robench.record import UnitRecord
+
+    runner, unit = fresh
+    done = UnitRecord(cell=unit.cell.id, attack="noise", key=unit.key, status="done")
+    record = runner._unit_record(unit, done)
+    assert (record.cell, record.attack, record.key) == ("mlp--l2--s0", "noise", unit.key)
+    assert record.status == "pending" and record.rows is None and not runner.messages
+
+
+def test_a_damaged_part_is_set_aside_and_recomputed(fresh):
+    runner, unit = fresh
+    path = runner.store.part_path(unit.id)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not parquet")
+    record = runner._unit_record(unit, None)
+    assert record.status == "pending" and record.key == unit.key
+    assert not path.exists()
+    assert (runner.store.path / "damaged" / PART).read_bytes() == b"not parquet"
+    assert len(runner.messages) == 1
+    assert runner.messages[0].startswith(f"{path}: damaged results part (")
+    assert runner.messages[0].endswith(f"moved to {runner.store.path / 'damaged' / PART}, "
+                                       "recomputing it")
+
+
+@pytest.mark.parametrize("stored, old, name", [
+    ("0123456789abcdef", None, "0123456789abcdef"),  # another unit's part: its key
+    (None, "fedcba9876543210", "fedcba9876543210"),  # a part without one: the record's
+    (None, None, "unknown"),
+])
+def test_a_part_of_another_key_is_superseded(fresh, stored, old, name):
+    from robench.record import UnitRecord
+
+    runner, unit = fresh
+    path = runner.store.part_path(unit.id)
+    if stored is None:
+        path.parent.mkdir(parents=True)
+        pd.DataFrame({"sample": [0]}).to_parquet(path)
+    else:
+        _part(runner, unit, stored)
+    old_record = UnitRecord(unit.cell.id, "noise", old, status="done") if old else None
+    record = runner._unit_record(unit, old_record)
+    assert record.status == "pending" and record.key == unit.key and not path.exists()
+    assert [p.name for p in (runner.store.path / "superseded").iterdir()] == [
+        f"{unit.id}.{name}.parquet"]
+    assert not runner.messages
+
+
+def test_a_recorded_done_unit_with_its_part_is_kept(fresh):
+    from robench.record import UnitRecord
+
+    runner, unit = fresh
+    _part(runner, unit, unit.key, {"status": "done", "rows": 99})
+    old = UnitRecord(unit.cell.id, "noise", unit.key, status="done", rows=2, seconds=1.5)
+    assert runner._unit_record(unit, old) is old
+
+
+@pytest.mark.parametrize("old_status, old_key", [(None, None), ("failed", "same"),
+                                                  ("done", "other")])
+def test_a_part_not_yet_recorded_is_adopted_from_its_metadata(fresh, old_status, old_key):
+    from robench.record import UnitRecord
+
+    runner, unit = fresh
+    stored = {"cell": unit.cell.id, "attack": "noise", "key": unit.key, "status": "done",
+              "rows": 12, "seconds": 0.5, "details": {"minimal": False}, "future": 7}
+    path = _part(runner, unit, unit.key, stored)
+    old = None if old_status is None else UnitRecord(
+        unit.cell.id, "noise", unit.key if old_key == "same" else "0" * 16, status=old_status,
+        rows=3)
+    record = runner._unit_record(unit, old)
+    assert record == UnitRecord(cell=unit.cell.id, attack="noise", key=unit.key,
+                                status="done", rows=12, seconds=0.5,
+                                details={"minimal": False}, extra={"future": 7})
+    assert path.is_file() and not runner.messages

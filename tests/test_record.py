@@ -131,3 +131,21 @@ def test_artifacts_of_units_removed_from_the_file_are_not_read(tmp_path):
     assert list(artifacts) == [(live.cell, live.attack)]
     np.testing.assert_array_equal(artifacts[(live.cell, live.attack)]["clean"],
                                   np.full(2, len(live.attack)))
+
+
+def test_key_material_and_kept_results_round_trip_and_read_as_one_line():
+    raw = json.loads((REFERENCE / "run.json").read_text())
+    record = RunRecord.from_dict(raw)
+    assert all(u.key_material is None for u in record.units.values()) and not record.kept
+    assert "kept" not in record.to_dict() and "key_material" not in record.to_dict()["cells"][
+        next(iter(record.cells))]
+    cell, unit, other = next(iter(record.cells)), *list(record.units)[:2]
+    record.units[unit].key_material = {"cell": "k", "epsilons": [0.1]}
+    record.kept = {cell: ["torch 1 (now 2)"], unit: ["a 1 (now 2)", "torch 1 (now 2)"],
+                   other: ["a 1 (now 2)", "torch 1 (now 2)"]}
+    again = RunRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again.units[unit].key_material == {"cell": "k", "epsilons": [0.1]}
+    assert again.kept == record.kept
+    assert again.kept_summary() == ("1 model trained with torch 1 (now 2); 2 units computed "
+                                    "with a 1 (now 2); torch 1 (now 2)")
+    assert RunRecord.from_dict(raw).kept_summary() == ""

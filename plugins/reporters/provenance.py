@@ -197,6 +197,7 @@ class Provenance(Reporter):
                                ("name", "input_shape", "num_classes", "bounds", "eps_scale")
                                if data.get(k) is not None) if data.get("name") else None),
             ("data source", data.get("source")),
+            ("kept from an earlier run", record.kept_summary()),
         ]
         text = "\n".join(f"- **{k}**: {C.inline_code(str(v))}" for k, v in facts
                          if v not in (None, "", []))
