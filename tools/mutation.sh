@@ -50,6 +50,7 @@ case $module in
   runner)
     files="robench/runner.py"
     globs="robench.runner.x_plan* robench.runner.xǁ_Keysǁ* robench.runner.x_file_digest*
+           robench.runner.x_key_changes* robench.runner.x_version_change*
            robench.runner.xǁRunnerǁ_unit_record*"
     tests="tests/test_numbers_runner.py tests/test_integrity.py"
     canary="robench/runner.py:plan" ;;
