@@ -110,6 +110,29 @@ def test_default_workers_fill_the_cores_without_oversubscription(monkeypatch):
     assert dask(n_workers=7).workers == 7
     assert _workers.pool_size(None, [0, 1, 2], 16) == 3
     assert _workers.pool_size(2, [0, 1, 2], 16) == 2
+    assert processes().pool_size([0, 1, 2]) == dask().pool_size([0, 1]) + 1 == 3
+    assert processes(max_workers=5).pool_size([0, 1, 2]) == 5
+    assert dask(threads_per_worker=8).pool_size([]) == 2
+
+
+def test_deadlines_report_each_late_item_once(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(_workers.time, "monotonic", lambda: clock[0])
+    deadlines = _workers.Deadlines()
+    deadlines.start("a", 11)
+    deadlines.start("b", 12)
+    deadlines.start("c", 13)
+    clock[0] = 102.5
+    limits = {"a": 2.0, "b": 3.0, "c": None}
+    assert deadlines.overdue(limits) == [("a", 11)]
+    assert deadlines.overdue(limits) == []
+    deadlines.start("b", 14)  # started again (elsewhere): its clock restarts
+    clock[0] = 105.0
+    assert deadlines.overdue(limits) == []
+    clock[0] = 105.6
+    assert deadlines.overdue(limits) == [("b", 14)]
+    deadlines.end("a")
+    assert set(deadlines.running) == {"b", "c"} and deadlines.stopped == {"a", "b"}
 
 
 def test_gpus_are_spread_only_for_all_of_cuda():
@@ -131,6 +154,19 @@ def test_dask_local_cluster_runs_every_item_and_records_a_lost_one():
     got = outcomes(dask(n_workers=2, threads_per_worker=1, retries=0), items)
     assert got[1][:4] == ("done", 1, 1, "1") and got[3][:2] == ("done", 9)
     assert got[2][0] == "failed" and "died" in got[2][2]
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_dask_stops_an_item_past_its_timeout_and_reruns_those_it_interrupted(retries):
+    # one worker: the sleeping item holds it, the others wait on it and are interrupted
+    # by its restart (with no retries allowed, only a resubmission saves them)
+    began = time.monotonic()
+    items = [Toy(1, "sleep", timeout=1.0), Toy(2), Toy(3, timeout=100.0), Toy(4)]
+    got = outcomes(dask(n_workers=1, retries=retries), items)
+    assert got[1][0] == "failed" and "time limit of 1 s" in got[1][2]
+    assert {v: o[:2] for v, o in got.items() if v != 1} == {2: ("done", 4), 3: ("done", 9),
+                                                            4: ("done", 16)}
+    assert time.monotonic() - began < 120  # the sleeping worker was restarted, not awaited
 
 
 def test_dask_gpu_plugin_gives_each_worker_its_own_gpu(monkeypatch):

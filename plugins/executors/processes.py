@@ -5,16 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import time
 from collections import Counter
 from typing import Any, Literal
 
-from robench import Executor
-
 from . import _workers
-
-POLL_S = 0.5
-"""How often the parent looks for items that ran past their timeout, in seconds."""
 
 _STARTED: Any = None
 """In a worker: the queue on which it reports each item it starts (index, pid)."""
@@ -62,7 +56,7 @@ def _kill(pid: int) -> None:
         pass
 
 
-class ProcessesExecutor(Executor):
+class ProcessesExecutor(_workers.WorkerPool):
     """A pool of worker processes on this machine (concurrent.futures), cells spread
     over them.
 
@@ -79,18 +73,7 @@ class ProcessesExecutor(Executor):
 
     name = "processes"
     Options = ProcessesOptions
-
-    @property
-    def threads(self) -> int:
-        """torch threads of each worker (``threads_per_worker``): the thread count of
-        every cell unless ``[experiment] threads`` says otherwise."""
-        return self.options.threads_per_worker
-
-    @property
-    def workers(self) -> int:
-        """Worker processes on the CPU: the option, else as many as fit the cores."""
-        return self.options.max_workers or _workers.default_workers(
-            self.options.threads_per_worker)
+    workers_option = "max_workers"
 
     def map(self, fn, items):
         items = list(items)
@@ -109,8 +92,7 @@ class ProcessesExecutor(Executor):
 
         context = multiprocessing.get_context(self.options.start_method)
         started = context.SimpleQueue()
-        workers = min(_workers.pool_size(self.options.max_workers, gpus, self.workers),
-                      len(todo))
+        workers = min(self.pool_size(gpus), len(todo))
         gpu_queue = None
         if gpus:
             gpu_queue = context.SimpleQueue()
@@ -121,62 +103,55 @@ class ProcessesExecutor(Executor):
                                              gpu_queue))
         futures = {pool.submit(_run_item, fn, items[i], i): i for i in todo}
         timeouts = {i: getattr(items[i], "timeout", None) for i in todo}
-        running: dict[int, tuple[int, float]] = {}  # index -> (pid, start)
-        stopped: set[int] = set()
+        deadlines = _workers.Deadlines()
         again: list[int] = []
         any_started = False
         try:
             while futures:
-                done, _ = wait(futures, timeout=POLL_S if any(timeouts.values()) else None,
-                               return_when=FIRST_COMPLETED)
+                done, _ = wait(futures, return_when=FIRST_COMPLETED,
+                               timeout=_workers.POLL_S if any(timeouts.values()) else None)
                 while not started.empty():
-                    index, pid = started.get()
-                    running[index] = (pid, time.monotonic())
+                    deadlines.start(*started.get())
                     any_started = True
                 broken = []
                 for future in done:
                     index = futures.pop(future)
                     error = future.exception()
                     if error is None:
-                        running.pop(index, None)
+                        deadlines.end(index)
                         yield items[index], future.result()
                     elif isinstance(error, BrokenProcessPool):
                         broken.append(index)
                     else:
                         raise error
                 for index in broken:
-                    outcome = self._broken(items, index, running, stopped, timeouts, deaths)
+                    outcome = self._broken(items, index, deadlines, deaths)
                     if outcome is None:
                         again.append(index)
                     else:
                         yield items[index], outcome
-                    running.pop(index, None)
-                now = time.monotonic()
-                for index, (pid, start) in running.items():
-                    limit = timeouts[index]
-                    if limit is not None and index not in stopped and now - start > limit:
-                        stopped.add(index)
-                        _kill(pid)
+                    deadlines.end(index)
+                for _, pid in deadlines.overdue(timeouts):
+                    _kill(pid)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-            for pid, _ in running.values():
+            for pid, _ in deadlines.running.values():
                 _kill(pid)
         if again and not any_started:
             raise RuntimeError("the worker processes died before running any item "
                                "(see the errors above)")
         return again
 
-    def _broken(self, items, index, running, stopped, timeouts, deaths):
+    def _broken(self, items, index, deadlines, deaths):
         """The outcome of item ``index`` whose pool broke, or None to run it again.
 
         An item stopped for its timeout fails; an item that was running when a worker
         died on its own is charged one death and fails past ``retries``; an item that
         had not started, or that a timeout of another item interrupted, runs again.
         """
-        if index in stopped:
-            return _workers.lost_outcome(
-                items[index], f"stopped after its time limit of {timeouts[index]:g} s")
-        if index not in running or stopped:
+        if index in deadlines.stopped:
+            return _workers.timeout_outcome(items[index])
+        if index not in deadlines.running or deadlines.stopped:
             return None
         deaths[index] += 1
         if deaths[index] > self.options.retries:
