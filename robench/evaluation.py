@@ -199,6 +199,13 @@ class _Judged:
             self.columns[name].append(value)
         return stands
 
+    def reported(self, pred: torch.Tensor, dist: torch.Tensor, ok: torch.Tensor) -> None:
+        """Record one eps of an attack that reports predictions and distances itself
+        (checked by :func:`check_predictions`): they stand as given, no confidence."""
+        nan = torch.full((len(pred),), float("nan"))
+        for name, value in zip(self.NAMES, (pred, dist, ok, nan, nan)):
+            self.columns[name].append(value)
+
     def numpy(self) -> dict[str, np.ndarray]:
         """Every column, eps-major, on the CPU (one transfer per column)."""
         return {name: torch.cat(values).cpu().numpy() if values else np.empty(0)
@@ -293,12 +300,7 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
             pred = result.predictions[i].cpu().long()
             dist = result.distances[i].cpu().float()
             check_predictions(pred, dist, num_classes, eps)
-            judged.columns["pred_adv"].append(pred)
-            judged.columns["distance"].append(dist)
-            judged.columns["within_budget"].append(
-                within_budget(dist, eps, threat_model, num_features))
-            for name in ("confidence", "margin"):
-                judged.columns[name].append(torch.full((n,), float("nan")))
+            judged.reported(pred, dist, within_budget(dist, eps, threat_model, num_features))
         columns = judged.numpy()
     columns.update(_readout(result, columns["within_budget"]))
     columns.update({name: np.concatenate(values) if values else np.empty(0)

@@ -202,6 +202,47 @@ def test_a_thresholded_sweep_is_judged_by_the_hosts_measurements():
     np.testing.assert_allclose(at["distance"], [0.3, np.nan, 0.1, 0.2], rtol=1e-6)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rows_judged_on_a_gpu_equal_the_cpus():
+    """The same adversarials (a list, re-checked eps by eps, and a thresholded sweep,
+    judged once) give the same rows on the GPU as on the CPU; the adversarials may
+    live on the GPU."""
+    from robench.attack_runtime import ThresholdedSweep
+
+    candidates = torch.tensor([[0.75, 0.5], [float("nan"), 0.5], [0.45, 0.5], [-0.5, 0.5]])
+    claimed = torch.tensor([0.05, 0.05, 0.1, 0.7])
+    epsilons = [0.0, 0.1, 1.0]
+    for_cpu = AttackResult(epsilons=epsilons,
+                           adversarials=ThresholdedSweep(X, candidates, claimed, epsilons))
+    on_gpu = ThresholdedSweep(X.cuda(), candidates.cuda(), claimed.cuda(), epsilons)
+    for_gpu = [AttackResult(epsilons=epsilons, adversarials=on_gpu),
+               AttackResult(epsilons=epsilons, adversarials=[on_gpu[i] for i in range(3)])]
+    kwargs = dict(threat_model=ThreatModel.LINF, bounds=(0.0, 1.0), num_classes=2,
+                  batch_size=3, examples=4)
+    expected, expected_arrays = result_rows(_model(), for_cpu, X, Y, np.arange(4), None,
+                                            device="cpu", **kwargs)
+    for result in for_gpu:
+        rows, arrays = result_rows(_model().cuda(), result, X, Y, np.arange(4), None,
+                                   device="cuda", **kwargs)
+        pd.testing.assert_frame_equal(rows, expected, rtol=1e-6)
+        np.testing.assert_array_equal(arrays["adversarial"], expected_arrays["adversarial"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_seeding_on_a_gpu_seeds_and_restores_its_generator():
+    from robench.attack_runtime import seeded
+
+    device = torch.device("cuda")
+    torch.cuda.manual_seed(3)
+    with seeded(7, device):
+        inside = torch.rand(4, device=device)
+    after = torch.rand(4, device=device)
+    torch.cuda.manual_seed(7)
+    assert torch.equal(inside, torch.rand(4, device=device))
+    torch.cuda.manual_seed(3)
+    assert torch.equal(after, torch.rand(4, device=device))
+
+
 # --------------------------------------------------------------------------- training
 
 
