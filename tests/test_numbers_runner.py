@@ -457,3 +457,33 @@ def test_a_part_not_yet_recorded_is_adopted_from_its_metadata(fresh, old_status,
                                 status="done", rows=12, seconds=0.5,
                                 details={"minimal": False}, extra={"future": 7})
     assert path.is_file() and not runner.messages
+
+
+def test_a_relative_checkpoint_is_read_beside_the_experiment_file(write_toml, registry,
+                                                                   tmp_path, monkeypatch):
+    """The checkpoint's content (its SHA-256, computed here by hand) enters the model's
+    material, the file found relative to the experiment file from any working directory;
+    an attack's material names its library and that library's version."""
+    import dataclasses
+
+    from robench.runner import _Keys
+
+    path = write_toml(SMOKE)
+    (path.parent / "weights.bin").write_bytes(b"the weights")
+    spec = load_experiment(path, registry=registry)
+    options = dataclasses.make_dataclass("O", [("checkpoint", str)], frozen=True)
+    model = dataclasses.replace(spec.models[0].component, options=options("weights.bin"))
+    monkeypatch.chdir(tmp_path / "..")
+    material = _Keys(spec, registry).component(model)
+    assert material["checkpoint_content"] == hashlib.sha256(b"the weights").hexdigest()
+    assert material["name"] == "mlp" and material["options"] == {"checkpoint": "weights.bin"}
+    entry = registry.entry("model", "mlp")
+    assert material["version"] == entry.cls.version
+    assert material["package"] == [entry.package, entry.version]
+    assert "library" not in material
+    assert "checkpoint_content" not in _Keys(spec, registry).component(spec.models[0].component)
+    attack = _Keys(spec, registry).component(spec.attacks[0].component)
+    assert attack["library"] == ["tests", robench.runner._version("tests")]
+    monkeypatch.setattr(robench.runner, "ATTACK_DISTRIBUTIONS", {"tests": "pandas"})
+    assert _Keys(spec, registry).component(spec.attacks[0].component)["library"] == [
+        "tests", pd.__version__]

@@ -74,6 +74,9 @@ source_paths =
     robench_plugins
 only_mutate =
 $(for f in $files; do echo "    $f"; done)
+# the documentation some tests check against (the documented key material)
+also_copy =
+    docs
 pytest_add_cli_args_test_selection =
 $(for t in $tests; do echo "    $t"; done)
 pytest_add_cli_args =
