@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from .attack_runtime import LazySweep, ThresholdedSweep, release_freed_memory
@@ -148,15 +149,14 @@ def _frame(columns: dict[str, np.ndarray], epsilons, samples: np.ndarray, source
         target = None
         success = pred_adv != np.where(has_label, label, clean)
     n = len(samples)
-    label_column = pd.array(label, dtype="Int64")
-    label_column[~has_label] = pd.NA
     values = {
         "epsilon": np.repeat(np.asarray(epsilons, dtype="float64"), n),
         "sample": np.tile(np.asarray(samples, dtype="int64"), num_eps),
-        "source": source,
+        "source": _constant(source, len(label)),
         "target": (pd.array(target, dtype="Int64") if target is not None
-                   else pd.array(np.full(len(label), pd.NA), dtype="Int64")),
-        "label": label_column,
+                   else pd.arrays.IntegerArray(np.zeros(len(label), "int64"),
+                                               np.ones(len(label), bool))),
+        "label": pd.arrays.IntegerArray(label.astype("int64"), ~has_label),
         "pred_clean": clean,
         "pred_adv": pred_adv,
         "distance": columns["distance"].astype("float64"),
@@ -170,11 +170,20 @@ def _frame(columns: dict[str, np.ndarray], epsilons, samples: np.ndarray, source
         "correct_clean": (clean == label) & has_label,
         "correct_adv": (pred_adv == label) & has_label,
         "success": success & ok,
-        **constants,
+        **{name: _constant(value, len(label)) for name, value in constants.items()},
     }
     order = [name for name in RESULT_COLUMNS if name in values]
     return pd.DataFrame({name: values[name] for name in
                          order + [name for name in values if name not in order]})
+
+
+def _constant(value: Any, length: int) -> Any:
+    """A column of ``length`` copies of ``value``; a string as pandas' default string
+    dtype, repeated by pyarrow rather than one Python object per row."""
+    if isinstance(value, str):
+        repeated = pa.array([value]).take(pa.array(np.zeros(length, dtype="int32")))
+        return pd.array(repeated, dtype=pd.StringDtype(na_value=np.nan))
+    return np.full(length, value)
 
 
 class _Judged:
