@@ -266,11 +266,82 @@ def test_fashion_defenses_small(small):
 # ---------------------------------------------------------------- Wen et al. (2020)
 
 
+def per_sample_losses(run, name: str, defenses: tuple[str, ...]):
+    """``{defense: (train losses, test losses)}``: the cross-entropy of every training
+    and test input of the run's trained models of ``benchmarks/<name>.toml`` (eval
+    mode, the data subsets of the run)."""
+    import torch.nn.functional as F
+
+    from robench.config import load_experiment
+    from robench.evaluation import logits
+    from robench.runner import Runner
+
+    runner = Runner(load_experiment(BENCHMARKS / f"{name}.toml"), run.path, device="cpu",
+                    progress=False)
+    worker = runner.worker("cpu")
+    data = worker.data()
+    losses = {}
+    for cell in runner.cells:
+        if cell.defense.label in defenses:
+            model = worker.model(cell)[0].eval()
+            losses[cell.defense.label] = tuple(
+                F.cross_entropy(logits(model, x, 512, "cpu"), y, reduction="none").numpy()
+                for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)))
+    return losses
+
+
+def loss_gap_difference(losses, a: str, b: str) -> tuple[float, float, float]:
+    """Loss gap (mean test minus mean training loss) of ``a`` minus that of ``b``, with
+    a percentile bootstrap interval at ``LEVEL`` (scipy): the training and the test
+    inputs are resampled independently, each draw shared by both models (paired)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    (train_a, test_a), (train_b, test_b) = losses[a], losses[b]
+    test, train = test_a - test_b, train_a - train_b
+    result = bootstrap((test, train), lambda t, r, axis=-1: t.mean(axis) - r.mean(axis),
+                       confidence_level=LEVEL, n_resamples=2000, method="percentile",
+                       rng=np.random.default_rng(0))
+    interval = result.confidence_interval
+    return float(test.mean() - train.mean()), float(interval.low), float(interval.high)
+
+
 def test_ge_gap_spectral_small(small):
-    """Table 6 / Fig. 1: adversarial training shrinks the GE gap of loss (monotone in
-    eps) and the average maximal loss variation."""
+    """Table 6 / Fig. 3a: the GE gap of loss shrinks as the AR strength grows, at4 > at8
+    > at16, each step a paired bootstrap over the training and test inputs (one seed:
+    training noise not included)."""
+    run = small("ge_gap_spectral_small")
+    losses = per_sample_losses(run, "ge_gap_spectral_small", ("at4", "at8", "at16"))
+    gap = {k: v[0] for k, v in scalar(run.metrics, "loss_gap", condition="clean").items()}
+    for defense, (train, test) in losses.items():   # the models the metric measured
+        assert test.mean() - train.mean() == pytest.approx(gap[defense], abs=1e-3)
+    steps = {(weak, strong): loss_gap_difference(losses, weak, strong)
+             for weak, strong in (("at4", "at8"), ("at8", "at16"))}
+    text = "; ".join(f"gap {w} - gap {s} = {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                     for (w, s), (d, lo, hi) in steps.items())
+    text += f" ({LEVEL:.0%} paired bootstrap over inputs; one seed: training noise not included)"
+    assert not any(hi < 0 for _, _, hi in steps.values()), f"the reverse is significant: {text}"
+    if not all(lo > 0 for _, lo, _ in steps.values()):
+        pytest.skip(f"inconclusive: {text}")
+
+
+def test_ge_gap_spectral_small_spectrum(small):
+    """Fig. 1a / appendix B.2: the std of each layer's singular values is lower at AR16
+    than at AR4 in most layers, the summed decreases far above the summed increases.
+    Asserted: the mean per-layer change at16 - at4 is below 0, with a Student-t interval
+    over the layers (one seed: training noise not included)."""
+    from robench_plugins.metrics._tables import t_interval
+
     m = small("ge_gap_spectral_small").metrics
-    gap = {k: v[0] for k, v in scalar(m, "loss_gap", condition="clean").items()}
-    assert gap["natural"] > gap["at8"] > gap["at16"]
-    variation = {k: v[0] for k, v in scalar(m, "loss_variation_mean").items()}
-    assert variation["natural"] > variation["at8"] > variation["at16"]
+    mine = m[(m["defense"] == "at16") & (m["baseline"] == "at4")]
+    changes = mine.loc[mine["metric"] == "spectrum_change", "value"].to_numpy()
+    summary = {k: v[0] for k, v in scalar(mine, "spectrum_decrease_sum").items()}
+    increases = {k: v[0] for k, v in scalar(mine, "spectrum_increase_sum").items()}
+    mean, half = t_interval(changes, LEVEL)
+    text = (f"{(changes < 0).sum()} of {len(changes)} layers decrease, by "
+            f"{summary['at16']:.3f} in all, increases {increases['at16']:.3f}; mean "
+            f"change {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}] ({LEVEL:.0%} "
+            f"t-interval over layers; one seed: training noise not included)")
+    assert not mean - half > 0, f"the reverse is significant: {text}"
+    if not mean + half < 0:
+        pytest.skip(f"inconclusive: {text}")
