@@ -92,6 +92,7 @@ class PassCounter(nn.Module):
         self._originals = unique
         self._on_device = {unique.device: unique}  # copies made once per device
         self._last: dict[torch.device, torch.Tensor] = {}  # latest row seen per input
+        self._pending: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._group_size = torch.bincount(self._group, minlength=len(unique)).double()
         self._forward = torch.zeros(len(unique), dtype=torch.float64)
         self._backward = torch.zeros(len(unique), dtype=torch.float64)
@@ -100,13 +101,14 @@ class PassCounter(nn.Module):
                                           dtype=torch.long).to(unique.device)
         keys = self._hash(unique)
         self._keys, self._key_order = keys.sort()
-        self._scope: tuple[torch.Tensor, torch.Tensor] | None = None  # (inputs, groups)
+        self._scope: tuple[torch.Tensor, ...] | None = None  # (inputs, groups, passes)
 
     def reset(self) -> None:
         """Set every count to zero."""
         self._forward.zero_()
         self._backward.zero_()
         self._last.clear()
+        self._pending.clear()
 
     @property
     def forward_counts(self) -> np.ndarray:
@@ -126,28 +128,31 @@ class PassCounter(nn.Module):
         bits = flat.contiguous().view(torch.int32).long()
         return (bits * self._multipliers.to(flat.device)).sum(1)
 
-    @torch.no_grad()
-    def _groups_of(self, scope: torch.Tensor) -> torch.Tensor:
+    def _scope_of(self, scope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unique-input index of every row of ``scope`` (rows of the attacked
-        inputs): looked up by value, the closest input for a row that is none of them."""
+        inputs: looked up by value, the closest input for a row that is none of them),
+        and the passes per unique input of one full pass of it."""
         if self._scope is not None and self._scope[0] is scope:
-            return self._scope[1]
+            return self._scope[1], self._scope[2]
         flat = scope.detach().flatten(1).float().to(self._keys.device)
         keys = self._hash(flat)
         position = torch.searchsorted(self._keys, keys).clamp(max=len(self._keys) - 1)
         groups = self._key_order[position]
         found = (self._keys[position] == keys) & (self._originals[groups] == flat).all(1)
         if not bool(found.all()):
-            groups[~found] = self._nearest(flat[~found], self._originals, None)[0]
+            groups[~found] = self._nearest(flat[~found], self._originals, None)
         groups = groups.cpu()
-        self._scope = (scope, groups)
-        return groups
+        self._scope = (scope, groups, self._passes(groups))
+        return groups, self._scope[2]
 
-    @torch.no_grad()
+    def _passes(self, groups: torch.Tensor) -> torch.Tensor:
+        """Passes per unique input of a batch whose rows are ``groups``."""
+        return torch.bincount(groups, minlength=len(self._originals)).double()
+
     def _nearest(self, flat: torch.Tensor, originals: torch.Tensor,
-                 last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(index, distance) of the closest row of ``originals`` or ``last`` (compared
-        position by position) to every row of ``flat``."""
+                 last: torch.Tensor | None) -> torch.Tensor:
+        """Index of the closest row of ``originals`` or ``last`` (compared position by
+        position) to every row of ``flat``."""
         best = torch.full((len(flat),), float("inf"), device=flat.device)
         index = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
         for candidates in (originals, last):
@@ -158,28 +163,40 @@ class PassCounter(nn.Module):
                 better = value < best
                 best = torch.where(better, value, best)
                 index = torch.where(better, arg + start, index)
-        return index, best
+        return index
 
-    @torch.no_grad()
     def _attribute(self, x: torch.Tensor) -> torch.Tensor:
-        """The unique-input index of every row of ``x`` (module docstring's rule)."""
-        flat = x.detach().flatten(1).float()
-        if flat.device not in self._on_device:
-            self._on_device[flat.device] = self._originals.to(flat.device)
-        originals = self._on_device[flat.device]
-        last = self._last.setdefault(flat.device, originals.clone())
+        """Passes per unique input of the forward batch ``x`` (module docstring's rule)."""
         scope = _SCOPE.get()
-        members = self._group if scope is None else self._groups_of(scope)
-        if len(flat) == len(members):  # a full pass of the scope
-            groups = members
-        elif scope is None:
-            groups = self._nearest(flat, originals, last)[0].cpu()
+        if scope is None:
+            members, full = self._group, self._group_size
+        else:
+            members, full = self._scope_of(scope)
+        if x.shape[0] == members.shape[0]:  # a full pass of the scope: no matching
+            self._pending[x.device] = (members, x.detach())  # its rows become the last
+            return full
+        flat = x.detach().flatten(1).float()
+        originals, last = self._candidates(flat.device)
+        if scope is None:
+            groups = self._nearest(flat, originals, last)
         else:
             among = members.unique().to(flat.device)
-            index = self._nearest(flat, originals[among], last[among])[0]
-            groups = among[index].cpu()
-        last[groups.to(flat.device)] = flat
-        return groups
+            groups = among[self._nearest(flat, originals[among], last[among])]
+        last[groups] = flat
+        return self._passes(groups.cpu())
+
+    def _candidates(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attacked inputs and the last row seen of each, on ``device``."""
+        if device not in self._on_device:
+            self._on_device[device] = self._originals.to(device)
+        originals = self._on_device[device]
+        if device not in self._last:
+            self._last[device] = originals.clone()
+        last = self._last[device]
+        if device in self._pending:  # the rows of the latest full pass, copied only now
+            groups, rows = self._pending.pop(device)
+            last[groups.to(device)] = rows.flatten(1).float()
+        return originals, last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Count one forward pass for every row of ``x`` (and, if ``x`` requires a
@@ -187,16 +204,16 @@ class PassCounter(nn.Module):
         if math.prod(x.shape[1:]) != self._originals.shape[1]:
             raise ValueError(f"PassCounter got inputs of shape {tuple(x.shape)}, not like "
                              f"the attacked inputs ({self._originals.shape[1]} values each)")
-        groups = self._attribute(x)
-        self._forward.index_add_(0, groups, torch.ones(len(groups), dtype=torch.float64))
+        passes = self._attribute(x)
+        self._forward += passes
         if x.requires_grad:
             x = x.view_as(x)  # a node of this call alone: its hook fires once per backward
-            x.register_hook(self._backward_hook(groups))
+            x.register_hook(self._backward_hook(passes))
         return self.model(x)
 
-    def _backward_hook(self, groups: torch.Tensor):
-        def hook(grad):
-            self._backward.index_add_(0, groups, torch.ones(len(groups), dtype=torch.float64))
+    def _backward_hook(self, passes: torch.Tensor):
+        def hook(grad: torch.Tensor) -> None:
+            self._backward += passes
         return hook
 
 
