@@ -158,6 +158,8 @@ class TrainingContext:
     ``attack(name, options)`` returns a ready attack component, e.g.
     ``ctx.attack("torchattacks.PGD", {"steps": 7})`` (its ``perturb`` is the cheap path
     for adversarial training). ``generator`` is the cell's seeded torch generator.
+    ``data`` is the cell's data (the experiment's subsets), for defenses that derive
+    something from the training split (``feature_selection``'s mask).
     """
 
     info: DataInfo
@@ -165,6 +167,7 @@ class TrainingContext:
     epochs: int
     generator: Any
     attack: Any  # Callable[[dict], Attack]
+    data: LoadedData | None = None
 
 
 class Defense(Component):

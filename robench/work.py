@@ -248,7 +248,8 @@ class Worker:
         generator = torch.Generator().manual_seed(cell.torch_seed)
         ctx = TrainingContext(info=data.info, device=self.device,
                               epochs=cell.model.training.epochs, generator=generator,
-                              attack=self.attack_factory(f"defenses.{cell.defense.label}"))
+                              attack=self.attack_factory(f"defenses.{cell.defense.label}"),
+                              data=data)
         model = factory.build(data.info)
         for defense in defenses:
             model = defense.wrap_model(model, ctx)

@@ -13,6 +13,7 @@ from .accuracy import (
 from .fooling import Fooling
 from .generalisation import GEGap, LossVariation, Margins
 from .linear import BoundaryTilting, RobustFeatures
+from .loss_gradient import LossGradient
 from .optimality import Optimality
 from .paired import PairedDifference
 from .perturbation_rate import PerturbationRate
@@ -21,9 +22,9 @@ from .spectrum import SingularValues, SpectrumChange
 from .worst_case import WorstCase
 
 METRICS = (AUC, AttackSuccess, BoundaryTilting, BreakdownPoint, CleanAccuracy, Fooling, GEGap,
-           LossVariation, Margins, MedianDistance, Optimality, PairedDifference, PerturbationRate,
-           RobustAccuracy, RobustFeatures, SeedSummary, SingularValues, SpectrumChange,
-           WorstCase)
+           LossGradient, LossVariation, Margins, MedianDistance, Optimality, PairedDifference,
+           PerturbationRate, RobustAccuracy, RobustFeatures, SeedSummary, SingularValues,
+           SpectrumChange, WorstCase)
 """Every built-in metric class, registered by :func:`robench_register_metrics`."""
 
 

@@ -365,6 +365,12 @@ def feature_correlations(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return torch.where(denom > 0, corr, torch.zeros_like(corr)).numpy()
 
 
+def most_correlated(corr: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` features with the largest absolute label correlation, in
+    decreasing order (ties by feature index)."""
+    return np.argsort(-np.abs(corr), kind="stable")[:k]
+
+
 def robust_feature_rows(corr: np.ndarray, w: np.ndarray | None, *, top_k: int,
                         per_feature: bool) -> list[dict]:
     """Rows relating the label correlation of each feature to the weight a linear model
@@ -382,7 +388,7 @@ def robust_feature_rows(corr: np.ndarray, w: np.ndarray | None, *, top_k: int,
     if per_feature:
         rows.extend({"metric": "feature_weight", "feature": int(f), "value": float(v)}
                     for f, v in enumerate(w))
-    top = np.argsort(-np.abs(corr), kind="stable")[:top_k]
+    top = most_correlated(corr, top_k)
     l1 = float(np.abs(w).sum())
     rows.append({"metric": "weight_l1", "value": l1})
     rows.append({"metric": "weight_correlation_alignment",

@@ -11,6 +11,7 @@ from robench import hookimpl
 
 from .curves import AccuracyCurves
 from .examples import AdversarialExamples, FirstLayerFilters
+from .gradients import LossGradients
 from .headline import Headline
 from .leaderboard import Leaderboard
 from .metric_figures import MetricFigures
@@ -23,5 +24,5 @@ from .training import TrainingCurves
 def robench_register_reporters(register):
     """Register the built-in reporters."""
     for cls in (Headline, Leaderboard, Summary, AccuracyCurves, MetricFigures, TrainingCurves,
-                AdversarialExamples, FirstLayerFilters, Provenance):
+                AdversarialExamples, FirstLayerFilters, LossGradients, Provenance):
         register(cls)
