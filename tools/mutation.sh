@@ -8,7 +8,8 @@
 # Runs outside CI, on one core, in a scratch copy of the last commit (SCRATCH, default
 # a new temporary directory), never in the working tree. Prints every mutant that is not
 # killed and the score, counting timeouts, untested and unchecked mutants as survivors.
-# Needs `pip install mutmut` (3.x) in the active environment.
+# Needs `pip install mutmut` (3.x) in the active environment. MUTATION_CORE (default 0)
+# is the core it runs on: two runs with different GLOBs can share a machine.
 set -euo pipefail -o noglob  # the mutant-name globs are mutmut's, not the shell's
 
 module=${1:?usage: tools/mutation.sh evaluation|sweeps|tables|losses|runner [SCRATCH]}
@@ -110,13 +111,13 @@ fi
 mv "$path.orig" "$path"
 
 # shellcheck disable=SC2086
-taskset -c 0 mutmut run --max-children 1 $globs || true
+taskset -c "${MUTATION_CORE:-0}" mutmut run --max-children 1 $globs || true
 # a second chance for mutants that timed out on a busy machine (a timeout still counts
 # as a survivor after it)
 mutmut results --all true | sed -n 's/^ *\(.*\): timeout$/\1/p' > timeouts.txt
 if [ -s timeouts.txt ]; then
   # shellcheck disable=SC2046
-  taskset -c 0 mutmut run --max-children 1 $(cat timeouts.txt) || true
+  taskset -c "${MUTATION_CORE:-0}" mutmut run --max-children 1 $(cat timeouts.txt) || true
 fi
 mutmut results --all true > results.txt
 python - "$globs" <<'EOF'
