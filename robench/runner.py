@@ -283,17 +283,21 @@ def plan_with_material(spec: ExperimentSpec, registry: Registry | None = None, *
     return cells, units, materials
 
 
-def resolve_device(device: str):
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
+def resolve_device(device: str) -> str:
+    """The name of the device to run on: ``auto`` -> ``cuda`` when available, else
+    ``cpu``; otherwise the named device (``cpu`` without importing torch, so that a parent
+    whose cells run in worker processes does not pay for it)."""
+    if device == "cpu":
+        return device
     import torch
 
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RobenchError(f"device {device!r} requested but CUDA is not available; "
                            f"use --device cpu or auto")
-    return dev
+    return str(dev)
 
 
 def _versions(registry: Registry) -> dict[str, Any]:

@@ -17,6 +17,7 @@ be paths every worker can reach.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import io
 import time
@@ -186,16 +187,21 @@ class Worker:
 
     def __init__(self, spec: ExperimentSpec, registry: Registry, device: str,
                  run_dir: str | Path, model_dir: str | Path):
-        import torch
-
         self.spec = spec
         self.registry = registry
-        self.device = torch.device(device)
+        self.device_name = device
         self.store = RunStore(run_dir)
         self.model_dir = Path(model_dir)
         self._data = None
         self._data_info: dict[str, Any] | None = None
         self._models: dict[str, Any] = {}
+
+    @functools.cached_property
+    def device(self):
+        """The torch device the cells run on (torch is imported on first use)."""
+        import torch
+
+        return torch.device(self.device_name)
 
     def model_path(self, cell: Cell) -> Path:
         """Where the trained weights of ``cell`` are cached."""

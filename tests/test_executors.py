@@ -191,3 +191,22 @@ def test_cells_run_with_the_executors_threads_per_worker(monkeypatch):
     assert thread_count(unset, processes(threads_per_worker=4)) == 4
     assert thread_count(unset, dask()) == 1
     assert thread_count(SimpleNamespace(threads=3), processes(threads_per_worker=4)) == 3
+
+
+def test_a_parent_on_the_cpu_needs_no_torch(tmp_path):
+    # the parent of out-of-process executors resolves the device and builds its own
+    # worker without paying torch's import (its workers import it)
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from robench.runner import resolve_device\n"
+            "from robench.work import Worker\n"
+            f"worker = Worker(None, None, resolve_device('cpu'), {str(tmp_path)!r}, "
+            f"{str(tmp_path)!r})\n"
+            "print('torch' in sys.modules)\n"
+            "print(worker.device.type, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "cpu", "True"]
