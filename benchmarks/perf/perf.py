@@ -24,6 +24,9 @@ SAMPLES = 450                 # the whole digits test split
 PGD = 'attack = "foolbox.LinfPGD"\nrel_stepsize = 0.1'
 ONE_EPS = [0.1]
 SWEEP = [round(k / 32, 6) for k in range(1, 17)]           # 16 budgets, 1/32 .. 1/2
+L2_SWEEP = [round(k / 8, 6) for k in range(1, 17)]          # 16 L2 budgets, 1/8 .. 2
+DEEPFOOL = 'attack = "foolbox.L2DeepFoolAttack"'            # a minimal attack, its defaults
+EXECUTOR_SEEDS = (0, 1, 2, 3)                               # x 2 defenses: 8 cells
 MEMORY_EPS = (1, 16, 64)
 EXECUTORS = ("local", "processes", "dask")
 QUICKSTART_METRICS = '["clean_accuracy", "robust_accuracy", "auc", "worst_case", "breakdown_point"]'
@@ -125,6 +128,30 @@ def direct_pgd(model, epsilons: list[float], *, one_call: bool) -> float:
     return time.perf_counter() - began
 
 
+def direct_deepfool(model, epsilons: list[float]) -> float:
+    """Seconds of foolbox's L2 DeepFool called once on the test split, its adversarials
+    and the clean inputs predicted once, and every budget thresholded by hand (an input
+    counts as broken at ``eps`` when its adversarial is misclassified within ``eps``)."""
+    import foolbox
+    import torch
+
+    from robench.plugins import get_registry
+
+    data = get_registry().get("dataset", "digits")().load(None)
+    x, y = data.x_test[:SAMPLES], data.y_test[:SAMPLES]
+    fmodel = foolbox.PyTorchModel(model, bounds=(0.0, 1.0))
+    attack = foolbox.attacks.L2DeepFoolAttack()
+    began = time.perf_counter()
+    adversarials = attack.run(fmodel, x, y)
+    with torch.no_grad():
+        clean_right = model(x).argmax(1) == y
+        fooled = model(adversarials).argmax(1) != y
+    distances = (adversarials - x).flatten(1).norm(dim=1)
+    for eps in epsilons:
+        (clean_right & ~(fooled & (distances <= eps))).float().mean()
+    return time.perf_counter() - began
+
+
 def unit_seconds(record: dict, attack: str) -> float:
     (unit,) = [u for u in record["units"].values() if u["attack"] == attack]
     return unit["seconds"]
@@ -135,29 +162,38 @@ def median_of(repeats: int, fn) -> float:
 
 
 def overheads(work: Path, repeats: int) -> list[tuple[str, str, str]]:
-    """Unit cost and sweep cost against direct calls, on the same weights, one torch
-    thread on both sides, robench and direct runs interleaved (the machine's load
-    drifts)."""
+    """Unit cost, sweep cost and a minimal attack's sweep cost against direct calls,
+    on the same weights, one torch thread on both sides, robench and direct runs
+    interleaved (the machine's load drifts)."""
     import torch
 
-    attacks = pgd_attack("pgd_one", 20, ONE_EPS) + pgd_attack("pgd_sweep", 20, SWEEP)
+    attacks = (pgd_attack("pgd_one", 20, ONE_EPS) + pgd_attack("pgd_sweep", 20, SWEEP)
+               + f'\n[[attacks]]\nname = "deepfool"\n{DEEPFOOL}\n'
+                 f"epsilons = {L2_SWEEP}\nsamples = {SAMPLES}\n")
     path = experiment(work, "unit", attacks)
-    ones, sweeps, direct_ones, direct_sweeps = [], [], [], []
+    ones, sweeps, minimals = [], [], []
+    direct_ones, direct_sweeps, direct_minimals = [], [], []
     for k in range(repeats):
         record = run_robench(path, work / f"unit_run{k}")[1]
         ones.append(unit_seconds(record, "pgd_one"))
         sweeps.append(unit_seconds(record, "pgd_sweep"))
+        minimals.append(unit_seconds(record, "deepfool"))
         model = trained_model(path, work / "models")
         torch.set_num_threads(1)
         direct_ones.append(direct_pgd(model, ONE_EPS, one_call=True))
         direct_sweeps.append(direct_pgd(model, SWEEP, one_call=False))
+        direct_minimals.append(direct_deepfool(model, L2_SWEEP))
     one, sweep = statistics.median(ones), statistics.median(sweeps)
     direct_one, direct_sweep = statistics.median(direct_ones), statistics.median(direct_sweeps)
+    minimal, direct_minimal = statistics.median(minimals), statistics.median(direct_minimals)
     return [
         (f"unit cost / same attack called directly, digits MLP (PGD-20, {SAMPLES} inputs)",
          f"x{one / direct_one:.2f} ({one:.2f} s / {direct_one:.2f} s)", "<= x1.3"),
         ("16-eps bounded PGD sweep / naive direct sweep",
          f"x{sweep / direct_sweep:.2f} ({sweep:.2f} s / {direct_sweep:.2f} s)", "<= x1.15"),
+        ("16-eps minimal attack sweep (foolbox L2 DeepFool) / one direct call thresholded "
+         "by hand", f"x{minimal / direct_minimal:.2f} ({minimal:.2f} s / "
+                    f"{direct_minimal:.2f} s)", "<= x1.15"),
     ]
 
 
@@ -204,10 +240,11 @@ def rerun_vs_validate(work: Path, repeats: int) -> list[tuple[str, str, str]]:
 
 
 def executors(work: Path) -> list[tuple[str, str, str]]:
-    """One multi-cell benchmark (2 defenses x 2 seeds) through every executor, each a
-    fresh `robench run` process (all pay the imports) training its own models, at one
-    torch thread per cell (the same rows); and the
-    threads the thread policy gives each executor when ``threads`` is not set."""
+    """One multi-cell benchmark (2 defenses x 4 seeds: enough cells to amortise each
+    worker's start-up) through every executor, each a fresh `robench run` process (all
+    pay the imports) training its own models, at one torch thread per cell (the same
+    rows); and the threads the thread policy gives each executor when ``threads`` is not
+    set."""
     from types import SimpleNamespace
 
     from robench.plugins import get_registry
@@ -218,7 +255,7 @@ def executors(work: Path) -> list[tuple[str, str, str]]:
     defenses = 'none = []\nl2 = [{ defense = "weight_decay", coefficient = 0.01 }]'
     seconds, threads, workers = {}, {}, {}
     for name in EXECUTORS:
-        path = experiment(work, f"cells_{name}", attacks, seeds=(0, 1), epochs=200,
+        path = experiment(work, f"cells_{name}", attacks, seeds=EXECUTOR_SEEDS, epochs=200,
                           defenses=defenses, executor=name, cache=work / f"models_{name}")
         seconds[name] = timed([str(Path(sys.executable).with_name("robench")), "run",
                                str(path), "--out", str(work / f"cells_{name}_run")])
@@ -229,8 +266,9 @@ def executors(work: Path) -> list[tuple[str, str, str]]:
     rows = [(f"`{name}`: workers x threads per worker by default (cores: {cores})",
              f"{workers[name]} x {threads[name]} = {workers[name] * threads[name]}",
              f"<= {cores}") for name in EXECUTORS]
-    rows += [(f"`{name}` speed-up over `local`, 4 cells (digits MLP, 200 epochs, FGSM + PGD-20, "
-              f"16 eps, 1 thread per cell)", f"x{seconds['local'] / seconds[name]:.2f} "
+    cells = 2 * len(EXECUTOR_SEEDS)
+    rows += [(f"`{name}` speed-up over `local`, {cells} cells (digits MLP, 200 epochs, FGSM + "
+              f"PGD-20, 16 eps, 1 thread per cell)", f"x{seconds['local'] / seconds[name]:.2f} "
               f"({seconds['local']:.0f} s / {seconds[name]:.0f} s)", f"-> x{cores}")
              for name in EXECUTORS[1:]]
     return rows
