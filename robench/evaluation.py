@@ -26,6 +26,10 @@ from .results import RESULT_COLUMNS
 
 LINF_TOL = 1e-5   # float32 rounding of x + eps
 NORM_RTOL = 1e-4  # l1 / l2: relative tolerance
+TRIM_BYTES = 16 * 2**20
+"""Bytes of CPU adversarials read and freed after which the host hands freed memory back
+to the system (:func:`robench.attack_runtime.release_freed_memory`): a trim walks the
+whole heap, milliseconds each, so small sweeps are not trimmed at every eps."""
 
 
 def distances(delta: torch.Tensor, threat_model: ThreatModel) -> torch.Tensor:
@@ -285,6 +289,7 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
             for i, eps in enumerate(result.epsilons):
                 judge(*thresholded.at(i, float(eps), k))
         else:  # one eps at a time: a lazy sequence is not held
+            freed = 0
             for i, eps in enumerate(result.epsilons):
                 if per_eps:
                     for counter in counters:
@@ -298,8 +303,11 @@ def result_rows(model, result: AttackResult, x: torch.Tensor, y: torch.Tensor,
                                      f"{tuple(adv.shape)} for inputs of shape "
                                      f"{tuple(x.shape)} at eps={eps}")
                 judge(*check.one(adv, float(eps)))
+                freed += adv.nbytes if adv.device.type == "cpu" else 0
                 del adv
-                release_freed_memory()
+                if freed >= TRIM_BYTES:
+                    release_freed_memory()
+                    freed = 0
         columns = judged.numpy()
     else:
         if result.predictions is None or result.distances is None:
