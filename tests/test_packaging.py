@@ -20,6 +20,9 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # foolbox's and ART's Brendel-Bethge attacks, pyarrow for pandas' parquet files.
 DECLARED_FOR_DEPENDENCIES = {"numba", "pyarrow"}
 
+# Optional modules whose extra declares a distribution of another name.
+OPTIONAL_DISTRIBUTIONS = {"mlflow": "mlflow-skinny"}
+
 
 def names(requirements: list[str]) -> set[str]:
     """Canonical distribution names of ``requirements``, with what their extras add
@@ -80,7 +83,8 @@ def test_every_imported_distribution_is_declared():
     for module in sorted(imported_top_level_modules()):
         dists = {canonicalize_name(d) for d in providers.get(module, [])}
         if not dists:  # an optional integration whose extra is not installed here
-            assert canonicalize_name(module) in everything - deps["core"], \
+            distribution = OPTIONAL_DISTRIBUTIONS.get(module, module)
+            assert canonicalize_name(distribution) in everything - deps["core"], \
                 f"{module} is imported but neither installed nor declared as an extra"
             continue
         if not dists & everything:
