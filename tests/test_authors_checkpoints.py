@@ -173,6 +173,7 @@ def clopper_pearson(k: int, n: int) -> tuple[float, float]:
 
 
 def run_file(name: str, out: Path):
+    """Run ``benchmarks/<name>.toml`` into ``out`` and return its metrics."""
     import robench
 
     run = robench.run(REPO / "benchmarks" / f"{name}.toml", out=out / name, progress=False)
@@ -181,12 +182,14 @@ def run_file(name: str, out: Path):
 
 
 def accuracy(metrics, model: str, eps: float | None = None, attack: str = "fgsm"):
-    """(correct, n) of ``model``: clean when ``eps`` is None, else robust at ``eps``."""
+    """(correct, n) of ``model``: clean when ``eps`` is None, else robust at ``eps``
+    (unconditional: an input misclassified when clean counts as broken)."""
     if eps is None:
         row = metrics[(metrics.metric == "clean_accuracy") & (metrics.model == model)]
     else:
         row = metrics[(metrics.metric == "robust_accuracy") & (metrics.model == model)
-                      & (metrics.attack == attack) & np.isclose(metrics.epsilon, eps)]
+                      & (metrics.attack == attack) & np.isclose(metrics.epsilon, eps)
+                      & (metrics.convention == "unconditional")]
     assert len(row) == 1, (model, eps, attack)
     n = int(row.n.iloc[0])
     return int(round(float(row.value.iloc[0]) * n)), n
@@ -219,16 +222,64 @@ def mnist_metrics(tmp_path_factory):
     return run_file("authors_checkpoints_mnist", tmp_path_factory.mktemp("mnist"))
 
 
+@pytest.fixture(scope="module")
+def cifar_run(tmp_path_factory):
+    """Metrics and per-sample results of benchmarks/authors_checkpoints_cifar10.toml."""
+    import robench
+
+    out = tmp_path_factory.mktemp("cifar") / "run"
+    run = robench.run(REPO / "benchmarks" / "authors_checkpoints_cifar10.toml", out=out,
+                      progress=False)
+    assert not run.failures(), run.failures()
+    return run.metrics, run.results
+
+
+FIG8_CONFIDENCE = {"cnn": (0.32, 0.63), "cnn_l2": (0.41, 0.81)}
+"""Fig. 8's range of fooling-image confidences, read at the authors' softmax(0.25 x logits)."""
+
+
 @pytest.mark.slow
-def test_cnn_checkpoints_on_foolbox_samples(tmp_path_factory):
+def test_cnn_checkpoints_on_foolbox_samples(cifar_run):
     """On 20 images the intervals allow only coarse claims: both released CNNs classify
     well above chance (the interval's lower end above 50%), and PGD at the authors'
     default eps 8/255 breaks at least one image the clean model got right (robust
     accuracy below clean), more images at 16/255 than at 2/255."""
-    metrics = run_file("authors_checkpoints_cifar10", tmp_path_factory.mktemp("c"))
+    metrics = cifar_run[0]
     for model in CNNS:
         k, n = accuracy(metrics, model)
         assert n == 20 and clopper_pearson(k, n)[0] > 0.5, (model, k)
         pgd = {eps: accuracy(metrics, model, eps, "pgd")[0] for eps in (2 / 255, 8 / 255,
                                                                          16 / 255)}
         assert pgd[8 / 255] < k and pgd[16 / 255] < pgd[2 / 255], (model, k, pgd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", CNNS)
+def test_fig8_confidences_are_the_authors_readout(model, cifar_run):
+    """Fig. 8 with the authors' weights: every class is reached from grey noise; at
+    temperature 1 the confidences exceed the paper's range, at the authors' read-out
+    (logits x 0.25) they lie in it, widened by 10 points for 10 draws."""
+    results = cifar_run[1]
+    rows = results[(results.attack == "fooling_fig8") & (results.model == model)]
+    low, high = FIG8_CONFIDENCE[model]
+    assert len(rows) == 10 and rows.success.all()
+    assert (rows.confidence > high).all(), rows.confidence.tolist()
+    assert rows.readout_confidence.between(low - 0.1, high + 0.1).all(), (
+        rows.readout_confidence.round(3).tolist())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", CNNS)
+def test_fig9_success_peaks_at_small_eps_then_decays(model, cifar_run):
+    """Fig. 9 with the authors' weights: the one-step fooling success peaks at a small
+    eps (at most 40/255) and is significantly lower at 128/255 (Clopper-Pearson
+    intervals over the 1,000 attempts of each eps do not overlap)."""
+    metrics = cifar_run[0]
+    rows = metrics[(metrics.metric == "fooling_success") & (metrics.model == model)
+                   & (metrics.attack == "fooling_fig9")].sort_values("epsilon")
+    peak = rows.loc[rows.value.idxmax()]
+    late = rows[np.isclose(rows.epsilon, 128 / 255)].iloc[0]
+    assert peak.epsilon <= 40 / 255, peak
+    peak_low = clopper_pearson(round(peak.value * peak.n), int(peak.n))[0]
+    late_high = clopper_pearson(round(late.value * late.n), int(late.n))[1]
+    assert late_high < peak_low, (peak.value, late.value)
