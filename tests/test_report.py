@@ -504,7 +504,8 @@ def test_builtin_reporters_are_registered_and_light():
 
     names = build_registry(autoload=False).names("reporter")
     assert names == ["accuracy_curves", "examples", "filters", "headline", "leaderboard",
-                     "metric_figures", "provenance", "summary", "training_curves"]
+                     "loss_gradients", "metric_figures", "provenance", "summary",
+                     "training_curves"]
     code = ("import sys, robench.report, robench_plugins.reporters; "
             "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn', 'pandas') "
             "if m in sys.modules))")
