@@ -161,3 +161,5 @@ def test_a_run_trains_and_attacks_the_masked_model(tmp_path, write_toml, registr
     assert len(rows) == 3 * 4
     per_feature = rows.groupby("feature")["value"].apply(lambda v: (v != 0).any())
     assert per_feature.sum() == 2, per_feature
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Loss gradients" in report and "## Reporter" not in report
