@@ -443,7 +443,8 @@ class Worker:
             rows, arrays = result_rows(
                 model, result, x, y, samples, targets, threat_model=threat_model,
                 bounds=data.info.bounds, num_classes=data.info.num_classes,
-                batch_size=getattr(attack.options, "batch_size", 256), device=self.device,
+                batch_size=getattr(attack.options, "batch_size", 0) or RECHECK_BATCH,
+                device=self.device,
                 examples=spec.examples, counters=counters, constants=constants)
         finally:
             changed = [name for m, state in zip(guarded, before) for name in
@@ -453,6 +454,11 @@ class Worker:
                                f"({', '.join(changed[:5])}); the model was restored and "
                                f"the unit's results discarded")
         return rows, arrays, result, library
+
+
+RECHECK_BATCH = 256
+"""Inputs per forward pass of the host's re-check of a unit, unless the attack's own
+``batch_size`` option (when it has one and it is not 0) says otherwise."""
 
 
 def check_epsilons(returned, requested) -> None:

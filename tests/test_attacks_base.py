@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import textwrap
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 from attack_fixtures import digits_mlp, first_test_digits, linear_two_logit, make
@@ -238,3 +240,52 @@ def test_library_incremental_sweep_is_recorded_and_never_weaker_than_clean():
 def test_properties_default_per_base_class():
     assert MinimalAttack.properties == AttackProperties(monotone=True)
     assert FixedBudgetAttack.properties == AttackProperties(monotone=False)
+
+
+def test_a_library_attack_with_batch_size_0_runs_all_inputs_at_once(write_toml, registry):
+    """``batch_size = 0`` gives the library every input in one call (and the host's
+    re-check a batch of its own): the rows equal one chunk holding all the inputs."""
+    from robench import api
+
+    text = """
+        [experiment]
+        name = "all_at_once"
+        seeds = [0]
+        device = "cpu"
+
+        [data]
+        dataset = "test.blobs"
+        test_subset = 12
+
+        [training]
+        epochs = 1
+
+        [[models]]
+        name = "mlp"
+        hidden = [8]
+
+        [defenses]
+        none = []
+
+        [[attacks]]
+        name = "pgd"
+        attack = "foolbox.LinfPGD"
+        steps = 3
+        batch_size = BATCH
+        epsilons = [0.0, 0.2]
+
+        [metrics]
+        use = ["test.row_count"]
+
+        [report]
+        formats = []
+    """
+    rows = {}
+    for batch in (0, 12):
+        path = write_toml(textwrap.dedent(text).replace("BATCH", str(batch)), f"b{batch}.toml")
+        run = api.run(path, out=path.parent / f"run{batch}", progress=False, report=False,
+                      registry=registry)
+        rows[batch] = run.results.drop(columns="forward_passes backward_passes".split())
+    assert len(rows[0]) == 2 * 12
+    assert (rows[0].loc[rows[0]["epsilon"] > 0, "distance"] > 0).all()  # it attacked
+    pd.testing.assert_frame_equal(rows[0], rows[12])
