@@ -1,4 +1,5 @@
-"""Export a finished run to MLflow (optional: ``pip install mlflow``).
+"""Export a finished run to MLflow (optional: the ``mlflow`` extra, ``pip install
+robench[mlflow]``).
 
 One MLflow run per robench run: the experiment's configuration hash, name, seeds, models,
 defense stacks and attacks as params; robust accuracy per (cell, attack) as a metric
@@ -25,7 +26,8 @@ def export_run(run, *, tracking_uri: str | None = None, experiment: str = "roben
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise ImportError("the MLflow exporter needs `pip install mlflow`") from None
+        raise ImportError("the MLflow exporter needs the mlflow extra: "
+                          "`pip install robench[mlflow]`") from None
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
