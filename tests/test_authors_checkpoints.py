@@ -7,7 +7,8 @@ digits) and the logits the authors' own TensorFlow graphs (imported from the rel
 ``.meta`` files) computed on them, written by tools/convert_authors_checkpoints.py.
 robench's ``galloway_cnn`` and ``logistic`` plugins, loading the converted weights through
 their ``checkpoint`` option, must reproduce those logits to 1e-4. The layout changes of
-the conversion are checked against a direct NHWC convolution written here.
+the conversion are checked against a direct NHWC convolution written here, and its
+refusals (unmapped, missing or misshapen variables) with a stand-in checkpoint reader.
 
 The slow tests run benchmarks/authors_checkpoints_*.toml and compare with the numbers the
 authors report, through Clopper-Pearson intervals over the evaluated images.
@@ -135,6 +136,53 @@ def test_only_optimizer_state_goes_unmapped(tool):
     assert not any(tool.OPTIMIZER_STATE.search(n) for n in kept)
     assert tool.LOGISTIC_MAP["Variable"] is None and set(tool.CNN_MAP) == {
         "fp_conv1_init/k", "fp_conv2_init/k", "fp_conv3_init/k", "fp__init/W"}
+
+
+class FakeReader:
+    """Stands in for TensorFlow's checkpoint reader: variables by name."""
+
+    def __init__(self, variables: dict[str, np.ndarray]):
+        self.variables = variables
+
+    def get_variable_to_shape_map(self):
+        return {name: list(value.shape) for name, value in self.variables.items()}
+
+    def get_tensor(self, name):
+        return self.variables[name]
+
+
+@pytest.fixture
+def fake_checkpoint(monkeypatch):
+    """``fake_checkpoint(variables)``: the tool's ``tf.train.load_checkpoint`` returns a
+    reader of these variables (no TensorFlow needed)."""
+    import sys
+    import types
+
+    def install(variables):
+        train = types.SimpleNamespace(load_checkpoint=lambda prefix: FakeReader(variables))
+        monkeypatch.setitem(sys.modules, "tensorflow", types.SimpleNamespace(train=train))
+    return install
+
+
+def test_conversion_maps_the_logistic_weight_and_skips_optimizer_state(tool, fake_checkpoint):
+    w = np.arange(784, dtype=np.float32).reshape(784, 1)
+    fake_checkpoint({"Variable": np.array(7), "Variable_1": w, "Variable_1/Adam": w,
+                     "beta1_power": np.array(0.9)})
+    state = tool.convert(Path("ckpt"), tool.LOGISTIC_MAP)
+    assert list(state) == ["linear.weight"] and np.array_equal(state["linear.weight"], w.T)
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"Variable": np.array(7), "Variable_1": np.zeros((784, 1)), "bias": np.zeros(1)},
+     "without a mapping"),
+    ({"Variable": np.array(7)}, "Variable_1 is missing"),
+    ({"Variable": np.array(7), "Variable_1": np.zeros((1, 784))}, "expected"),
+])
+def test_conversion_fails_loudly(tool, fake_checkpoint, variables, message):
+    """An unmapped variable, a missing one or a wrong shape stops the conversion."""
+    fake_checkpoint(variables)
+    with pytest.raises(SystemExit, match=message):
+        tool.convert(Path("ckpt"), tool.LOGISTIC_MAP)
 
 
 def test_a_model_cannot_train_without_training_data(tmp_path):
