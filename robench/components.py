@@ -526,7 +526,9 @@ class MinimalAttack(Attack):
     model with the host's own rule, and at each eps keeps a candidate only if it fools
     the *crafting* model and its distance is <= eps; otherwise the clean input stands.
     Success is therefore monotone in eps. ``details["minimal_distances"]`` holds each
-    input's distance (inf where the search failed).
+    input's distance (inf where the search failed). The adversarials are a
+    :class:`robench.attack_runtime.ThresholdedSweep`, which the host judges once for
+    every eps.
 
     *Assumption*: the search does not depend on the budget (a budget would only be a
     stopping rule), so the thresholded result equals a run at that budget.
