@@ -158,11 +158,12 @@ class AttackSpec:
     """One ``[[attacks]]`` entry: an attack component swept over ``epsilons``.
 
     ``samples``: attack the first N test inputs (None = all). ``targets``: None
-    (untargeted), ``"all"`` (every other class per input) or ``"random"`` (one random
-    other class per input). ``source``: ``"MODEL/DEFENSE"`` labels of the model the
-    attack is crafted on (a transfer attack); None attacks each model itself.
-    ``examples``: how many inputs to keep as artifacts for reports. How many inputs an
-    attack processes at once is the attack's own option (``batch_size`` where it has one).
+    (untargeted), ``"all"`` (every other class per input), ``"random"`` (one random
+    other class per input) or ``"cyclic"`` (the next class, ``(y + 1) mod k``).
+    ``source``: ``"MODEL/DEFENSE"`` labels of the model the attack is crafted on (a
+    transfer attack); None attacks each model itself. ``examples``: how many inputs to
+    keep as artifacts for reports. How many inputs an attack processes at once is the
+    attack's own option (``batch_size`` where it has one).
     """
 
     label: str
@@ -832,8 +833,9 @@ def _parse_experiment(ctx: _Ctx, raw: dict[str, Any]) -> ExperimentSpec:
         if "epsilons" not in entry:
             raise ctx.error(f"{key}.epsilons", "missing: the sweep of budgets")
         targets = entry.get("targets")
-        if targets not in (None, "all", "random"):
-            raise ctx.error(f"{key}.targets", f"expected \"all\" or \"random\", got {targets!r}")
+        if targets not in (None, "all", "random", "cyclic"):
+            raise ctx.error(f"{key}.targets",
+                            f"expected \"all\", \"random\" or \"cyclic\", got {targets!r}")
         source = entry.get("source")
         if source is not None:
             if not isinstance(source, str) or source.count("/") != 1:

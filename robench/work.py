@@ -501,6 +501,8 @@ def _targets(y, mode: str | None, num_classes: int, generator):
         others = torch.stack([torch.tensor([c for c in range(num_classes) if c != int(lab)])
                               for lab in y])
         return others.flatten(), torch.arange(len(y)).repeat_interleave(num_classes - 1)
+    if mode == "cyclic":
+        return (y + 1) % num_classes, torch.arange(len(y))
     offset = torch.randint(1, num_classes, (len(y),), generator=generator)
     return (y + offset) % num_classes, torch.arange(len(y))
 
