@@ -285,6 +285,12 @@ def test_key_changes_name_each_differing_entry():
     # a stack of another length, or a package renamed, is no version change
     assert key_changes({"defenses": [{"a": 1}]}, {"defenses": []}) == [
         (("defenses",), [{"a": 1}], [])]
+    # an object or a list of objects against anything else is one change
+    assert key_changes({"s": {"x": 1}}, {"s": 5}) == [(("s",), {"x": 1}, 5)]
+    assert key_changes({"s": 5}, {"s": {"x": 1}}) == [(("s",), 5, {"x": 1})]
+    assert key_changes({"d": [{"a": 1}]}, {"d": [2]}) == [(("d",), [{"a": 1}], [2])]
+    assert key_changes({"d": [2]}, {"d": [{"a": 1}]}) == [(("d",), [2], [{"a": 1}])]
+    assert key_changes({"d": [{"a": 1}]}, {"d": 3}) == [(("d",), [{"a": 1}], 3)]
     assert version_change({}, ("x", "library"), ["a", "1"], ["b", "1"]) is None
     assert version_change({}, ("x", "library"), ["a", "1"], ["a", "2"]) == ("a", "1", "2")
     assert version_change({}, ("version",), "1", "2") is None  # not a component's

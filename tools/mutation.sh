@@ -50,7 +50,7 @@ case $module in
     canary="robench_plugins/defenses/_weights.py:clip_matrix" ;;
   runner)
     files="robench/runner.py"
-    globs="robench.runner.x_plan* robench.runner.xǁ_Keysǁ* robench.runner.x_file_digest*
+    globs="robench.runner.x_plan* robench.runner.xǁ_Keysǁ* robench.runner.x__file_digest*
            robench.runner.x_key_changes* robench.runner.x_version_change*
            robench.runner.xǁRunnerǁ_unit_record*"
     tests="tests/test_numbers_runner.py tests/test_integrity.py"
