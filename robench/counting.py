@@ -87,7 +87,17 @@ class PassCounter(nn.Module):
         self.model = model
         self.train(model.training)  # the wrapper's mode is the model's
         flat = inputs.detach().flatten(1).float()
-        unique, group = torch.unique(flat, dim=0, return_inverse=True)
+        gen = torch.Generator().manual_seed(HASH_SEED)
+        self._multipliers = torch.randint(1, 2**31, (flat.shape[1],), generator=gen,
+                                          dtype=torch.long).to(flat.device)
+        keys, group = torch.unique(self._hash(flat), return_inverse=True)  # sorted keys
+        first = torch.full((len(keys),), len(flat), device=flat.device).scatter_reduce_(
+            0, group, torch.arange(len(flat), device=flat.device), "amin")
+        unique = flat[first]
+        if not bool((unique[group] == flat).all()):  # two inputs share a key: by value
+            unique, group = torch.unique(flat, dim=0, return_inverse=True)
+            keys = self._hash(unique)
+        self._keys, self._key_order = keys.sort()
         self._group = group.cpu()
         self._originals = unique
         self._on_device = {unique.device: unique}  # copies made once per device
@@ -96,11 +106,6 @@ class PassCounter(nn.Module):
         self._group_size = torch.bincount(self._group, minlength=len(unique)).double()
         self._forward = torch.zeros(len(unique), dtype=torch.float64)
         self._backward = torch.zeros(len(unique), dtype=torch.float64)
-        gen = torch.Generator().manual_seed(HASH_SEED)
-        self._multipliers = torch.randint(1, 2**31, (flat.shape[1],), generator=gen,
-                                          dtype=torch.long).to(unique.device)
-        keys = self._hash(unique)
-        self._keys, self._key_order = keys.sort()
         self._scope: tuple[torch.Tensor, ...] | None = None  # (inputs, groups, passes)
 
     def reset(self) -> None:

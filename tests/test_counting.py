@@ -295,3 +295,18 @@ def test_a_scope_row_that_is_no_attacked_input_stands_for_the_closest(model, dat
     expected = np.zeros(len(x))
     expected[2] = 1
     np.testing.assert_array_equal(counter.forward_counts, expected)
+
+
+def test_inputs_whose_keys_collide_are_still_told_apart(model, data, monkeypatch):
+    """Inputs are grouped and looked up by a hash of their bits; were every key equal,
+    the values still decide."""
+    monkeypatch.setattr(PassCounter, "_hash",
+                        lambda self, flat: torch.zeros(len(flat), dtype=torch.long))
+    x, _ = data
+    counter = PassCounter(model, x)
+    counter(x[[3]])
+    with attacking(x[[2, 4]]):
+        counter(torch.zeros(2, 6))
+    expected = np.zeros(len(x))
+    expected[[2, 3, 4]] = 1
+    np.testing.assert_array_equal(counter.forward_counts, expected)
