@@ -319,21 +319,22 @@ def loss_gap_difference(losses, a: str, b: str) -> tuple[float, float, float]:
 
 
 def test_ge_gap_spectral_small(small):
-    """Table 6 / Fig. 3a: the GE gap of loss shrinks as the AR strength grows, at4 > at8
-    > at16, each step a paired bootstrap over the training and test inputs (one seed:
-    training noise not included)."""
+    """Table 6 / Fig. 3a: the GE gap of loss shrinks as the AR strength grows (ResNet-56,
+    CIFAR-10: 0.669 / 0.606 / 0.545 at AR 4 / 8 / 16). Asserted: AR4's gap above AR16's,
+    and neither step AR4 -> AR8 -> AR16 significantly reversed; paired bootstrap over the
+    training and test inputs (one seed: training noise not included)."""
     run = small("ge_gap_spectral_small")
     losses = per_sample_losses(run, "ge_gap_spectral_small", ("at4", "at8", "at16"))
     gap = {k: v[0] for k, v in scalar(run.metrics, "loss_gap", condition="clean").items()}
     for defense, (train, test) in losses.items():   # the models the metric measured
         assert test.mean() - train.mean() == pytest.approx(gap[defense], abs=1e-3)
-    steps = {(weak, strong): loss_gap_difference(losses, weak, strong)
-             for weak, strong in (("at4", "at8"), ("at8", "at16"))}
+    pairs = {(weak, strong): loss_gap_difference(losses, weak, strong)
+             for weak, strong in (("at4", "at16"), ("at4", "at8"), ("at8", "at16"))}
     text = "; ".join(f"gap {w} - gap {s} = {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                     for (w, s), (d, lo, hi) in steps.items())
+                     for (w, s), (d, lo, hi) in pairs.items())
     text += f" ({LEVEL:.0%} paired bootstrap over inputs; one seed: training noise not included)"
-    assert not any(hi < 0 for _, _, hi in steps.values()), f"the reverse is significant: {text}"
-    if not all(lo > 0 for _, lo, _ in steps.values()):
+    assert not any(hi < 0 for _, _, hi in pairs.values()), f"the reverse is significant: {text}"
+    if not pairs["at4", "at16"][1] > 0:
         pytest.skip(f"inconclusive: {text}")
 
 
