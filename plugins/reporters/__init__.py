@@ -15,6 +15,7 @@ from .gradients import LossGradients
 from .headline import Headline
 from .leaderboard import Leaderboard
 from .metric_figures import MetricFigures
+from .perturbations import TargetedPerturbations
 from .provenance import Provenance
 from .summary import Summary
 from .training import TrainingCurves
@@ -24,5 +25,6 @@ from .training import TrainingCurves
 def robench_register_reporters(register):
     """Register the built-in reporters."""
     for cls in (Headline, Leaderboard, Summary, AccuracyCurves, MetricFigures, TrainingCurves,
-                AdversarialExamples, FirstLayerFilters, LossGradients, Provenance):
+                AdversarialExamples, TargetedPerturbations, FirstLayerFilters, LossGradients,
+                Provenance):
         register(cls)
