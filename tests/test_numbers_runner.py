@@ -493,3 +493,29 @@ def test_a_relative_checkpoint_is_read_beside_the_experiment_file(write_toml, re
     monkeypatch.setattr(robench.runner, "ATTACK_DISTRIBUTIONS", {"tests": "pandas"})
     assert _Keys(spec, registry).component(spec.attacks[0].component)["library"] == [
         "tests", pd.__version__]
+
+
+def test_keep_chooses_each_key_and_units_follow_their_cells_choice(write_toml, registry):
+    from robench.runner import plan_with_material
+
+    spec = load_experiment(write_toml(SMOKE), registry=registry)
+    cells0, units0, material0 = plan_with_material(spec, registry)
+    calls = []
+
+    def keep(kind, id_, material, key):
+        calls.append((kind, id_, key))
+        return (f"kept-{id_}", {"was": key}) if id_ == "mlp--l2--s0" else (key, material)
+
+    cells, units, material = plan_with_material(spec, registry, keep=keep)
+    assert calls[:2] == [("cell", c.id, c.key) for c in cells0]
+    assert [c.key for c in cells] == [cells0[0].key, "kept-mlp--l2--s0"]
+    assert material["mlp--l2--s0"] == {"was": cells0[1].key}
+    assert material["mlp--none--s0"] == material0["mlp--none--s0"]
+    # units: keyed by the chosen cell key, offered to keep as units
+    assert [c[0] for c in calls[2:]] == ["unit", "unit"]
+    assert calls[2] == ("unit", units0[0].id, units0[0].key)
+    assert material["mlp--l2--s0--noise"]["cell"] == "kept-mlp--l2--s0"
+    assert calls[3][2] == units[1].key != units0[1].key
+    assert units[1].key == hashlib.sha256(json.dumps(
+        material["mlp--l2--s0--noise"], sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()[:16]
