@@ -91,6 +91,7 @@ def test_one_column_per_class_three_rows_per_configuration(run_dir):
     first = {c: int(np.flatnonzero(arrays["labels"] == c)[0]) for c in classes}
     assert f"none: {classes[0]} → {(classes[0] + 1) % 10}" in texts
     assert all(int(arrays["targets"][i]) == (c + 1) % 10 for c, i in first.items())
+    assert sum(t.startswith("ŷ=") for t in texts) == 2 * len(classes)
 
 
 def test_the_figure_shows_the_stored_adversarials_and_their_norms(run_dir):

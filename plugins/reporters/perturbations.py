@@ -30,24 +30,26 @@ def first_of_each_class(labels) -> dict[int, int]:
 
 def perturbation_rows(arrays) -> list[dict]:
     """One entry per class of the stored inputs: the index, label, target, clean input,
-    adversarial (the largest stored budget's), perturbation, its L2 norm and whether the
-    target was reached there (otherwise the stored adversarial is the clean input)."""
+    adversarial (the largest stored budget's) and the model's prediction on it, the
+    perturbation, its L2 norm and whether the target was reached there (otherwise the
+    stored adversarial is the clean input)."""
     rows = []
     for label, i in first_of_each_class(arrays["labels"]).items():
         clean = np.asarray(arrays["clean"][i], dtype=float)
         adv = np.asarray(arrays["adversarial"][-1, i], dtype=float)
         target = int(arrays["targets"][i])
         rows.append(dict(index=i, label=label, target=target, clean=clean, adversarial=adv,
-                         perturbation=adv - clean,
+                         prediction=int(arrays["pred_adv"][-1, i]), perturbation=adv - clean,
                          norm=float(np.linalg.norm((adv - clean).ravel())),
                          reached=int(arrays["pred_adv"][-1, i]) == target))
     return rows
 
 
 def perturbation_figure(blocks: list[tuple[str, list[dict]]], title: str, bounds):
-    """Figure: for each configuration three rows (original, adversarial, perturbation),
-    one column per class. Perturbations share one symmetric grey scale (mid-grey is 0),
-    so their sizes compare across configurations; each is labelled with its L2 norm."""
+    """Figure: for each configuration three rows (original with its label and target,
+    adversarial with the prediction, perturbation), one column per class. Perturbations
+    share one symmetric grey scale (mid-grey is 0), so their sizes compare across
+    configurations; each is labelled with its L2 norm."""
     classes = sorted({r["label"] for _, rows in blocks for r in rows})
     limit = max((float(np.abs(r["perturbation"]).max()) for _, rows in blocks for r in rows),
                 default=0.0) or 1.0
@@ -72,7 +74,7 @@ def perturbation_figure(blocks: list[tuple[str, list[dict]]], title: str, bounds
                                             lo, hi))
                     head = f"{group}: " if c == classes[0] and kind == "original" else ""
                     text_row.append((f"{head}{c} → {r['target']}" if kind == "original"
-                                     else kind, "black"))
+                                     else f"ŷ={r['prediction']}", "black"))
             tiles.append(tile_row)
             texts.append(text_row)
     return mosaic_figure(tiles, texts, title, tile_width=1.0)
