@@ -104,7 +104,8 @@ class _Keys:
             out["checkpoint_content"] = _file_digest(checkpoint, self.base)
         if spec.kind == "attack":
             library = getattr(entry.cls, "library", None) or ""
-            out["library"] = [library, _version(ATTACK_DISTRIBUTIONS.get(library, library))]
+            out["library"] = [library, _version(ATTACK_DISTRIBUTIONS.get(library, library))
+                              if library else None]
         return out
 
 
@@ -134,7 +135,7 @@ KEY_MATERIAL = (
                                         "names (only with such an option; null when "
                                         "there is no such file)"),
     ("component", "library", "`[library, version]` of the library an attack wraps "
-                             "(attacks only)"),
+                             "(attacks only; `[\"\", null]` for an attack without one)"),
 )
 """What a key is made of: (part, entry, meaning). A cell's key hashes the ``cell``
 entries, a unit's the ``unit`` entries; ``data`` is the cell's ``data`` entry and every

@@ -493,6 +493,12 @@ def test_a_relative_checkpoint_is_read_beside_the_experiment_file(write_toml, re
     monkeypatch.setattr(robench.runner, "ATTACK_DISTRIBUTIONS", {"tests": "pandas"})
     assert _Keys(spec, registry).component(spec.attacks[0].component)["library"] == [
         "tests", pd.__version__]
+    from plugin_fixtures import SignNoise
+
+    for nothing in (None, ""):  # an attack that names no library (as documented)
+        monkeypatch.setattr(SignNoise, "library", nothing)
+        assert _Keys(spec, registry).component(spec.attacks[0].component)["library"] == [
+            "", None]
 
 
 def test_keep_chooses_each_key_and_units_follow_their_cells_choice(write_toml, registry):
