@@ -78,13 +78,16 @@ RESULT_SCHEMA: tuple[Column, ...] = CELL_SCHEMA + (
            "eps for minimal attacks, the whole sweep's at every eps for incremental sweeps "
            "and attacks that sweep themselves; the host's own re-check is not counted. "
            "Inputs that share their "
-           "values (one input, several targets) share their passes. Each pass is attributed to "
-           "the attacked input closest to what the model saw, or whose previous point is "
-           "closest (an iterative attack's last step): exact while each point stays nearest "
-           "its own input or previous step; where a random start lands nearer another input "
-           "(budgets comparable to the spacing of the inputs) passes can move between inputs "
-           "(their sum stays exact). "
-           "Missing for inputs the attack generated itself"),
+           "values (one input, several targets) share their passes. Each call of an attack "
+           "on a chunk of inputs is the scope of the passes it makes (all the inputs, for "
+           "attacks that sweep themselves): a forward of as many rows as the scope counts one "
+           "pass for each of its inputs, in whatever order, exact at any budget; a batch of "
+           "another size (a later stage on the inputs not yet broken) is attributed row by "
+           "row to the input of the scope closest to what the model saw, or whose previous "
+           "point is closest (an iterative attack's last step), exact while each point stays "
+           "nearest its own input or previous step (otherwise passes can move between "
+           "inputs; their sum stays exact). The harness's own probes (the number of classes) "
+           "are not counted. Missing for inputs the attack generated itself"),
     Column("backward_passes", "float64", "passes", "gradients with respect to the input "
            "the attack took through the model for this input, counted as "
            "``forward_passes``"),
