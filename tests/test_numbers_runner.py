@@ -510,7 +510,8 @@ def test_keep_chooses_each_key_and_units_follow_their_cells_choice(write_toml, r
 
     def keep(kind, id_, material, key):
         calls.append((kind, id_, key))
-        return (f"kept-{id_}", {"was": key}) if id_ == "mlp--l2--s0" else (key, material)
+        kept = id_ in ("mlp--l2--s0", "mlp--none--s0--noise")
+        return (f"kept-{id_}", {"was": key}) if kept else (key, material)
 
     cells, units, material = plan_with_material(spec, registry, keep=keep)
     assert calls[:2] == [("cell", c.id, c.key) for c in cells0]
@@ -520,6 +521,8 @@ def test_keep_chooses_each_key_and_units_follow_their_cells_choice(write_toml, r
     # units: keyed by the chosen cell key, offered to keep as units
     assert [c[0] for c in calls[2:]] == ["unit", "unit"]
     assert calls[2] == ("unit", units0[0].id, units0[0].key)
+    assert units[0].key == "kept-mlp--none--s0--noise"
+    assert material["mlp--none--s0--noise"] == {"was": units0[0].key}
     assert material["mlp--l2--s0--noise"]["cell"] == "kept-mlp--l2--s0"
     assert calls[3][2] == units[1].key != units0[1].key
     assert units[1].key == hashlib.sha256(json.dumps(

@@ -135,6 +135,9 @@ def test_artifacts_of_units_removed_from_the_file_are_not_read(tmp_path):
 
 def test_key_material_and_kept_results_round_trip_and_read_as_one_line():
     raw = json.loads((REFERENCE / "run.json").read_text())
+    for entry in [*raw["cells"].values(), *raw["units"].values()]:
+        entry.pop("key_material", None)  # as written before robench stored it
+    raw.pop("kept", None)
     record = RunRecord.from_dict(raw)
     assert all(u.key_material is None for u in record.units.values()) and not record.kept
     assert "kept" not in record.to_dict() and "key_material" not in record.to_dict()["cells"][
