@@ -453,7 +453,8 @@ def test_a_part_not_yet_recorded_is_adopted_from_its_metadata(fresh, old_status,
 
     runner, unit = fresh
     stored = {"cell": unit.cell.id, "attack": "noise", "key": unit.key, "status": "done",
-              "rows": 12, "seconds": 0.5, "details": {"minimal": False}, "future": 7}
+              "rows": 12, "seconds": 0.5, "details": {"minimal": False}, "future": 7,
+              "extra": "an entry of that name is an extra too"}
     path = _part(runner, unit, unit.key, stored)
     old = None if old_status is None else UnitRecord(
         unit.cell.id, "noise", unit.key if old_key == "same" else "0" * 16, status=old_status,
@@ -461,7 +462,9 @@ def test_a_part_not_yet_recorded_is_adopted_from_its_metadata(fresh, old_status,
     record = runner._unit_record(unit, old)
     assert record == UnitRecord(cell=unit.cell.id, attack="noise", key=unit.key,
                                 status="done", rows=12, seconds=0.5,
-                                details={"minimal": False}, extra={"future": 7})
+                                details={"minimal": False},
+                                extra={"future": 7,
+                                       "extra": "an entry of that name is an extra too"})
     assert path.is_file() and not runner.messages
 
 
