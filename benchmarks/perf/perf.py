@@ -106,9 +106,20 @@ def trained_model(path: Path, cache: Path):
     return model.eval()
 
 
+def chunks(n: int) -> list[slice]:
+    """The chunks robench hands foolbox's attacks by default (the adapter's ``batch_size``),
+    so the direct loops batch the inputs as robench does and the ratios measure the
+    harness, not the batching."""
+    from robench.attack_runtime import chunks as robench_chunks
+    from robench.plugins import get_registry
+
+    return robench_chunks(n, get_registry().get("attack", "foolbox.LinfPGD")().chunk_size())
+
+
 def direct_pgd(model, epsilons: list[float], *, one_call: bool) -> float:
-    """Seconds of foolbox's LinfPGD-20 called directly on the test split (one call for
-    the whole list, or one call per budget), each budget's adversarials re-predicted."""
+    """Seconds of foolbox's LinfPGD-20 called directly on the test split in robench's
+    default chunks (one call per chunk for the whole list, or per chunk and budget), each
+    budget's adversarials re-predicted."""
     import foolbox
     import torch
 
@@ -121,15 +132,16 @@ def direct_pgd(model, epsilons: list[float], *, one_call: bool) -> float:
     began = time.perf_counter()
     batches = [epsilons] if one_call else [[eps] for eps in epsilons]
     for batch in batches:
-        _, clipped, _ = attack(fmodel, x, y, epsilons=batch)
-        with torch.no_grad():
-            for adv in clipped:
-                model(adv).argmax(1)
+        for part in chunks(len(x)):
+            _, clipped, _ = attack(fmodel, x[part], y[part], epsilons=batch)
+            with torch.no_grad():
+                for adv in clipped:
+                    model(adv).argmax(1)
     return time.perf_counter() - began
 
 
 def direct_deepfool(model, epsilons: list[float]) -> float:
-    """Seconds of foolbox's L2 DeepFool called once on the test split, its adversarials
+    """Seconds of foolbox's L2 DeepFool called once per chunk of the test split, its adversarials
     and the clean inputs predicted once, and every budget thresholded by hand (an input
     counts as broken at ``eps`` when its adversarial is misclassified within ``eps``)."""
     import foolbox
@@ -142,7 +154,7 @@ def direct_deepfool(model, epsilons: list[float]) -> float:
     fmodel = foolbox.PyTorchModel(model, bounds=(0.0, 1.0))
     attack = foolbox.attacks.L2DeepFoolAttack()
     began = time.perf_counter()
-    adversarials = attack.run(fmodel, x, y)
+    adversarials = torch.cat([attack.run(fmodel, x[part], y[part]) for part in chunks(len(x))])
     with torch.no_grad():
         clean_right = model(x).argmax(1) == y
         fooled = model(adversarials).argmax(1) != y
