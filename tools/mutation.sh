@@ -21,7 +21,8 @@ case $module in
   evaluation)
     files="robench/evaluation.py"
     globs="robench.evaluation.*"
-    tests="tests/test_numbers_recheck.py tests/test_evaluation.py"
+    tests="tests/test_numbers_recheck.py tests/test_evaluation.py tests/test_recheck_rows.py
+           tests/test_recheck_frame.py tests/test_recheck_selection.py"
     canary="robench/evaluation.py:distances" ;;
   sweeps)
     files="robench/components.py robench/attack_runtime.py"
