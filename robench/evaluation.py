@@ -353,8 +353,7 @@ class _Recheck:
                  bounds: tuple[float, float], num_features: int, model, batch_size: int,
                  device):
         self.x, self.threat_model, self.num_features = x, threat_model, num_features
-        self.bounds = bounds
-        self.clips = bool(np.isfinite(bounds).all())
+        self.bounds = bounds  # an infinite bound clips nothing on its side
         self.model, self.batch_size, self.device = model, batch_size, device
         self.clean_scores = scores(device_logits(model, x, batch_size, device))
 
@@ -362,7 +361,7 @@ class _Recheck:
         """(clipped adversarial, distance, finite, prediction, confidence, margin), the
         prediction taken on the clean input where the adversarial is not finite."""
         adv = adv.to(self.device).float()
-        adv = adv.clamp(*self.bounds) if self.clips else adv
+        adv = adv.clamp(*self.bounds)
         dist = distances(adv - self.x, self.threat_model)
         finite = torch.isfinite(adv.flatten(1)).all(1)
         shape = (-1, *[1] * (adv.dim() - 1))
@@ -385,7 +384,7 @@ class _Recheck:
         if not isinstance(sweep, ThresholdedSweep):
             return None
         x = self.x
-        inside = x.clamp(*self.bounds) if self.clips else x
+        inside = x.clamp(*self.bounds)
         if (sweep.candidates.shape != x.shape or
                 not torch.equal(sweep.inputs.to(self.device), x) or
                 x.dtype != torch.float32 or not torch.equal(inside, x) or

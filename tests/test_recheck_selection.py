@@ -194,3 +194,17 @@ def test_unbounded_selection_counts_every_distance():
     assert rows["distance"].tolist() == [5.0]
     assert rows["within_budget"].tolist() == [True]
     assert rows["pred_adv"].tolist() == [0]
+
+
+def test_half_open_bounds_clip_the_finite_side():
+    """Data bounded on one side only, (0, inf): an adversarial value below 0 is clipped
+    to 0 before its distance is measured (0.5 - 0 = 0.5, not 0.5 - (-1) = 1.5), and a
+    large value above is kept."""
+    x = torch.tensor([[0.5, 0.5]])
+    adv, dist, finite, *_ = recheck(x, bounds=(0.0, math.inf)).measure(
+        torch.tensor([[-1.0, 9.0]]))
+    assert adv.tolist() == [[0.0, 9.0]]
+    assert dist.tolist() == [8.5]
+    assert finite.tolist() == [True]
+    adv, dist, *_ = recheck(x, bounds=(0.0, math.inf)).measure(torch.tensor([[-1.0, 0.5]]))
+    assert adv.tolist() == [[0.0, 0.5]] and dist.tolist() == [0.5]
