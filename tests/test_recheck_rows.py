@@ -14,8 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from robench import AttackResult, ThreatModel
-from robench import evaluation
+from robench import AttackResult, ThreatModel, evaluation
 from robench.attack_runtime import LazySweep, ThresholdedSweep
 from robench.counting import PassCounter
 from robench.evaluation import result_rows
