@@ -1,4 +1,4 @@
-"""The AutoAttack standard preset and the leaderboard JSON summary."""
+"""The AutoAttack standard preset and its leaderboard JSON summary."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The leaderboard section and leaderboard.json of leaderboard-shaped runs (one budget
+"""A leaderboard section and leaderboard.json of leaderboard-shaped runs (one budget
 per threat model), and nothing for eps sweeps."""
 
 from __future__ import annotations

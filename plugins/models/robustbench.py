@@ -85,7 +85,7 @@ class RobustBenchOptions:
     dataset: Literal["cifar10", "cifar100", "imagenet"] = dataclasses.field(
         default="cifar10", metadata={"help": "the data set the model was trained on"})
     threat_model: Literal["Linf", "L2", "corruptions"] = dataclasses.field(
-        default="Linf", metadata={"help": "the leaderboard's threat model"})
+        default="Linf", metadata={"help": "threat model of the RobustBench leaderboard"})
     model_dir: str = dataclasses.field(
         default="./models", metadata={"help": "RobustBench's model directory, holding "
                                               "<dataset>/<threat_model>/<model_name>.pt"})

@@ -1,4 +1,4 @@
-"""The leaderboard table of a run attacked at one budget per threat model.
+"""A leaderboard table of a run attacked at one budget per threat model.
 
 RobustBench ranks models by clean and robust accuracy at one budget per threat model
 against a fixed ensemble (AutoAttack). A run whose every threat model was attacked at a
