@@ -212,6 +212,9 @@ def eval_mode(*models: nn.Module | None) -> Iterator[None]:
 
 
 def num_classes(model: nn.Module, x: torch.Tensor) -> int:
-    """Number of logits ``model`` returns for one input."""
+    """Number of logits ``model`` returns for one input: a probe of the harness's own,
+    run on the model a pass counter wraps, so it is never counted as the attack's."""
+    from .counting import uncounted
+
     with torch.no_grad():
-        return int(model(x[:1]).shape[1])
+        return int(uncounted(model)(x[:1]).shape[1])

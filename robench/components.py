@@ -396,9 +396,9 @@ class Attack(Component):
             with rt.seeded(chunk_seed, x.device), attacking(chunk):
                 adv = fn(chunk, y[part], None if targets is None else targets[part],
                          rt.generator_for(chunk_seed))
-            if adv.shape != x[part].shape:
+            if adv.shape != chunk.shape:
                 raise ValueError(f"{self.name} returned adversarials shaped {tuple(adv.shape)} "
-                                 f"for inputs shaped {tuple(x[part].shape)}")
+                                 f"for inputs shaped {tuple(chunk.shape)}")
             out.append(adv.detach().to(x.device, x.dtype))
         return torch.cat(out) if out else x.clone()
 

@@ -13,7 +13,6 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from robench import attack_runtime as rt
-from robench.counting import uncounted
 
 _PROBABILITY_ATTACKS = {"SimBA"}
 """ART attacks that refuse a model returning logits: they get softmax probabilities."""
@@ -39,7 +38,7 @@ def classifier(model: torch.nn.Module, x: torch.Tensor, bounds: tuple[float, flo
     return PyTorchClassifier(
         model=_ArtInput(model, x.dtype, probabilities), loss=torch.nn.CrossEntropyLoss(),
         input_shape=tuple(x.shape[1:]),
-        nb_classes=rt.num_classes(uncounted(model), x),
+        nb_classes=rt.num_classes(model, x),
         clip_values=(float(bounds[0]), float(bounds[1])) if finite else None,
         device_type="gpu" if x.is_cuda else "cpu")
 

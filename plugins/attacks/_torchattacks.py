@@ -10,7 +10,6 @@ import importlib
 import torch
 
 from robench import attack_runtime as rt
-from robench.counting import uncounted
 
 
 def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
@@ -31,7 +30,7 @@ def craft(attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     if entry["seed_param"]:
         kwargs[entry["seed_param"]] = 0 if seed is None else seed
     if entry["n_classes_param"]:
-        kwargs[entry["n_classes_param"]] = rt.num_classes(uncounted(model), x)
+        kwargs[entry["n_classes_param"]] = rt.num_classes(model, x)
     atk = cls(model, **kwargs)
     labels = y
     if targets is not None:
